@@ -1,0 +1,47 @@
+"""The gradient seam: the only code that imports TensorFlow or PyTorch.
+
+Keras 3 has no backend-agnostic `grad`. Each module here offers the same
+function, `value_and_grad(loss_fn, variables)`, and this package picks the one
+for the active Keras backend, so a single `train_step` serves both backends.
+
+Example:
+
+```python
+from keras_sagdq import backend
+
+v = keras.Variable(3.0)
+loss, (grad,) = backend.value_and_grad(lambda: v * v, [v])   # 9.0, 6.0
+```
+"""
+
+import keras
+
+
+def _impl():
+    name = keras.backend.backend()
+    if name == "tensorflow":
+        from keras_sagdq.backend import tensorflow as impl
+    elif name == "torch":
+        from keras_sagdq.backend import torch as impl
+    else:
+        raise ValueError(
+            "keras_sagdq supports the 'tensorflow' and 'torch' Keras backends. "
+            f"Received: KERAS_BACKEND={name!r}"
+        )
+    return impl
+
+
+def value_and_grad(loss_fn, variables):
+    """Evaluate `loss_fn()` and its gradients with respect to `variables`.
+
+    Args:
+        loss_fn: a zero-argument callable returning a scalar tensor. It must
+            read the variables inside the call (e.g. through a model or
+            `keras.ops`), so the backend can record the computation.
+        variables: list of `keras.Variable`.
+
+    Returns:
+        `(loss, grads)`: the scalar loss and one gradient per variable (zeros
+        for a variable the loss does not depend on).
+    """
+    return _impl().value_and_grad(loss_fn, list(variables))

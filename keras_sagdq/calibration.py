@@ -1,0 +1,71 @@
+"""Set the activation quantizers' steps from sample images."""
+
+import keras
+import numpy as np
+
+from keras_sagdq.layers import activation_quantizers
+
+_VALUES_PER_BATCH = 1 << 16
+
+
+def calibrate_activations(
+    qmodel, images, method="lp", batch_size=32, max_samples=256, seed=0
+):
+    """Initialize every `ActivationQuantizer` of `qmodel` from `images`.
+
+    Activations are collected with all quantizers off (the float model), at
+    most `max_samples` images, keeping a fixed-size random subsample of each
+    tensor per batch plus its exact min and max, so memory stays bounded on
+    large models. Each quantizer then picks its sign and step (`method`).
+
+    Args:
+        qmodel: a model from `keras_sagdq.quantize_model`.
+        images: numpy array `(N, H, W, C)` in the model's input space.
+        method: `"lp"` (the `mean|x - Q(x)|^2.4` search) or `"minmax"`.
+        batch_size: images per forward pass.
+        max_samples: use at most this many images.
+        seed: seed of the subsampling.
+
+    Raises:
+        ValueError: if `images` is empty or `method` is unknown.
+
+    Example:
+
+    >>> qmodel = ks.quantize_model(model, ks.QuantConfig(4, 4))
+    >>> ks.calibrate_activations(qmodel, x_train[:256])
+    """
+    if method not in ("lp", "minmax"):
+        raise ValueError(f"`method` must be 'lp' or 'minmax'. Received: method={method!r}")
+    images = np.asarray(images, np.float32)[:max_samples]
+    if len(images) == 0:
+        raise ValueError(f"`images` is empty. Received: images.shape={images.shape}")
+    quantizers = activation_quantizers(qmodel)
+    if not quantizers:
+        return
+    probe = keras.Model(qmodel.inputs, [q.input for q in quantizers])
+    modes = {}
+    for layer in qmodel.layers:
+        if hasattr(layer, "mode"):
+            modes[layer.name] = layer.mode
+            layer.mode = "float"
+    rng = np.random.default_rng(seed)
+    samples = [[] for _ in quantizers]
+    try:
+        for start in range(0, len(images), batch_size):
+            outputs = probe(images[start : start + batch_size], training=False)
+            for kept, value in zip(samples, outputs):
+                kept.append(_subsample(keras.ops.convert_to_numpy(value), rng))
+    finally:
+        for layer in qmodel.layers:
+            if layer.name in modes:
+                layer.mode = modes[layer.name]
+    for quantizer, kept in zip(quantizers, samples):
+        quantizer.initialize(np.concatenate(kept), method=method)
+    qmodel.predict_function = None
+
+
+def _subsample(values, rng):
+    flat = values.ravel()
+    if flat.size > _VALUES_PER_BATCH:
+        flat = rng.choice(flat, _VALUES_PER_BATCH, replace=False)
+    return np.concatenate([flat, [values.min(), values.max()]])

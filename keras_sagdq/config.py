@@ -1,0 +1,95 @@
+"""`QuantConfig`: what to quantize, and at how many bits."""
+
+import dataclasses
+
+from keras_sagdq import quantizers
+
+
+@dataclasses.dataclass
+class QuantConfig:
+    """Bit widths and conventions for `keras_sagdq.quantize_model`.
+
+    The defaults follow the usual zero-shot quantization convention: the
+    first layer gets 8-bit weights and a float input, the last layer 8-bit
+    weights and an 8-bit input, everything else `weight_bits` /
+    `activation_bits`.
+
+    Args:
+        weight_bits: weight bit width of the inner layers, 2..8.
+        activation_bits: bit width of the inputs of the inner layers, 2..8.
+        first_layer_weight_bits: weight bits of the first layer(s); `None`
+            means `weight_bits`.
+        quantize_first_layer_input: quantize the model input too (at
+            `activation_bits`).
+        last_layer_weight_bits: weight bits of the last layer(s); `None`
+            means `weight_bits`.
+        last_layer_activation_bits: input bits of the last layer(s); `None`
+            means `activation_bits`.
+        weight_symmetric: signed weight grid with zero point 0 instead of an
+            asymmetric grid with a per-channel zero point.
+        weight_per_channel: one weight step per output channel.
+        fold_batchnorm: fold each BatchNormalization into the Conv2D,
+            DepthwiseConv2D or Dense right before it.
+        skip_layers: names of layers to keep in float.
+        weight_init_norm: `p` of the `mean|w - Q(w)|^p` step search.
+
+    Raises:
+        ValueError: if a bit width is outside 2..8 or `weight_init_norm` is
+            not positive.
+
+    Example:
+
+    >>> config = QuantConfig(weight_bits=4, activation_bits=4)
+    >>> config = QuantConfig(weight_bits=2, activation_bits=4,
+    ...                      skip_layers=("stem_conv",))
+    """
+
+    weight_bits: int = 4
+    activation_bits: int = 4
+    first_layer_weight_bits: int | None = 8
+    quantize_first_layer_input: bool = False
+    last_layer_weight_bits: int | None = 8
+    last_layer_activation_bits: int | None = 8
+    weight_symmetric: bool = False
+    weight_per_channel: bool = True
+    fold_batchnorm: bool = True
+    skip_layers: tuple = ()
+    weight_init_norm: float = quantizers.DEFAULT_NORM_P
+
+    def __post_init__(self):
+        quantizers.check_bits(self.weight_bits, "weight_bits")
+        quantizers.check_bits(self.activation_bits, "activation_bits")
+        for name in (
+            "first_layer_weight_bits",
+            "last_layer_weight_bits",
+            "last_layer_activation_bits",
+        ):
+            if getattr(self, name) is not None:
+                quantizers.check_bits(getattr(self, name), name)
+        if isinstance(self.skip_layers, str):
+            raise TypeError(
+                "`skip_layers` must be a list of layer names, not one string. "
+                f"Received: skip_layers={self.skip_layers!r}"
+            )
+        self.skip_layers = tuple(self.skip_layers)
+        if not self.weight_init_norm > 0:
+            raise ValueError(
+                "`weight_init_norm` must be positive. "
+                f"Received: weight_init_norm={self.weight_init_norm}"
+            )
+
+    def weight_bits_for(self, position):
+        """Weight bits of a layer at `position` ("first", "last" or "inner")."""
+        special = {
+            "first": self.first_layer_weight_bits,
+            "last": self.last_layer_weight_bits,
+        }.get(position)
+        return self.weight_bits if special is None else special
+
+    def input_bits_for(self, position):
+        """Input activation bits of a layer at `position`; None = float input."""
+        if position == "first" and not self.quantize_first_layer_input:
+            return None
+        if position == "last" and self.last_layer_activation_bits is not None:
+            return self.last_layer_activation_bits
+        return self.activation_bits

@@ -1,0 +1,61 @@
+"""Fold a BatchNormalization into the layer that feeds it."""
+
+import keras
+import numpy as np
+from keras import ops
+
+FOLDABLE_LAYERS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+
+
+def fold_batchnorm(layer, batchnorm):
+    """Kernel and bias of `layer` with `batchnorm` (inference mode) folded in.
+
+    `BN(conv(x) + b) = conv_{w * a}(x) + (b - mean) * a + beta` with
+    `a = gamma / sqrt(var + eps)` per output channel.
+
+    Args:
+        layer: a built Conv2D, DepthwiseConv2D or Dense.
+        batchnorm: a built BatchNormalization over the last axis.
+
+    Returns:
+        `(kernel, bias)` numpy float32 arrays.
+
+    Raises:
+        ValueError: if the BatchNormalization does not normalize the last
+            axis or its size does not match the layer's outputs.
+    """
+    kernel = ops.convert_to_numpy(layer.kernel).astype(np.float64)
+    out_channels = _output_channels(layer, kernel.shape)
+    bias = (
+        ops.convert_to_numpy(layer.bias).astype(np.float64)
+        if layer.bias is not None
+        else np.zeros(out_channels)
+    )
+    mean = ops.convert_to_numpy(batchnorm.moving_mean).astype(np.float64)
+    var = ops.convert_to_numpy(batchnorm.moving_variance).astype(np.float64)
+    if mean.shape != (out_channels,):
+        raise ValueError(
+            f"Cannot fold {batchnorm.name!r} into {layer.name!r}: it normalizes "
+            f"{mean.shape} channels, the layer has {out_channels} outputs."
+        )
+    gamma = _value_or(batchnorm.gamma, np.ones(out_channels))
+    beta = _value_or(batchnorm.beta, np.zeros(out_channels))
+    scale = gamma / np.sqrt(var + batchnorm.epsilon)
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        kernel = kernel * scale.reshape(kernel.shape[2], kernel.shape[3])
+    else:
+        kernel = kernel * scale
+    bias = (bias - mean) * scale + beta
+    return kernel.astype(np.float32), bias.astype(np.float32)
+
+
+def _output_channels(layer, kernel_shape):
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        return kernel_shape[2] * kernel_shape[3]
+    return kernel_shape[-1]
+
+
+def _value_or(variable, default):
+    if variable is None:
+        return default
+    return ops.convert_to_numpy(variable).astype(np.float64)

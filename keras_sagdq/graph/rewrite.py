@@ -1,0 +1,328 @@
+"""Rewrite a float Keras model into its quantized twin.
+
+Steps: flatten the model (`tracing`), decide per layer (quantize, fold a
+BatchNorm, keep float, pass through), then replay the graph with
+weight-quantized layers and one `ActivationQuantizer` on each tensor that
+feeds a quantized layer. All consumers of that tensor read the quantized
+value, so a residual block's input is quantized once and shared by its
+branch and its shortcut.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+from keras import tree
+
+from keras_sagdq.config import QuantConfig
+from keras_sagdq.graph import bn_folding
+from keras_sagdq.graph import tracing
+from keras_sagdq.graph.report import LayerReport
+from keras_sagdq.graph.report import QuantizationReport
+from keras_sagdq.graph.report import sqnr_db
+from keras_sagdq.layers import ActivationQuantizer
+from keras_sagdq.layers import QuantConv2D
+from keras_sagdq.layers import QuantDense
+from keras_sagdq.layers import QuantDepthwiseConv2D
+
+# Exact types: a subclass may change `call`, so it is kept float instead.
+_QUANTIZED_TYPE = {
+    keras.layers.Conv2D: QuantConv2D,
+    keras.layers.DepthwiseConv2D: QuantDepthwiseConv2D,
+    keras.layers.Dense: QuantDense,
+}
+
+
+def quantize_model(model, config=None, calibration_data=None):
+    """Return the quantized twin of a Sequential or Functional model.
+
+    BatchNorms are folded into the Conv2D / DepthwiseConv2D / Dense before
+    them; these layers become `QuantConv2D` / `QuantDepthwiseConv2D` /
+    `QuantDense` with steps set by the `mean|w - Q(w)|^2.4` search and
+    round-to-nearest weights (`mode="hard"`). Each tensor that feeds a
+    quantized layer gets one `ActivationQuantizer`; these stay pass-through
+    until calibrated, by `calibration_data` here or later by
+    `keras_sagdq.calibrate_activations` or `keras_sagdq.reconstruct`.
+    Other layers are cloned with their weights; layers that have weights but
+    cannot be quantized stay float and are listed in the report with the
+    reason. The original model is not modified.
+
+    Args:
+        model: a built Sequential or Functional `keras.Model`. Nested
+            Sequential/Functional models are inlined.
+        config: a `QuantConfig`; default `QuantConfig()` (W4A4, first and
+            last layers W8).
+        calibration_data: optional numpy images to set the activation steps
+            from (see `calibrate_activations`).
+
+    Returns:
+        A new Functional `keras.Model` with the same inputs and outputs,
+        with a `quantization_report` attribute (`QuantizationReport`).
+
+    Raises:
+        TypeError: if `model` is not a Keras model, or is a subclassed model.
+        ValueError: if the model is not built or has no quantizable layer.
+
+    Example:
+
+    >>> qmodel = quantize_model(model, QuantConfig(weight_bits=4, activation_bits=4))
+    >>> print(qmodel.quantization_report)
+    >>> set_mode(qmodel, "float")   # now predicts like `model`
+    """
+    config = QuantConfig() if config is None else config
+    if not isinstance(config, QuantConfig):
+        raise TypeError(
+            f"`config` must be a keras_sagdq.QuantConfig. Received: config={config!r}"
+        )
+    _check_model(model)
+    graph = tracing.trace(model)
+    plan = _Plan(graph, config)
+    if not plan.quantized:
+        raise ValueError(
+            "The model has no layer that can be quantized (Conv2D, "
+            "DepthwiseConv2D or Dense, not listed in `skip_layers`). "
+            f"Received: model {model.name!r} with layers "
+            f"{[type(s.layer).__name__ for s in graph.steps]}"
+        )
+    qmodel, rows = _Builder(graph, plan, config).build(model.name + "_quantized")
+    qmodel.quantization_report = QuantizationReport(rows)
+    if calibration_data is not None:
+        from keras_sagdq.calibration import calibrate_activations
+
+        calibrate_activations(qmodel, calibration_data)
+    return qmodel
+
+
+def _check_model(model):
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"`model` must be a keras.Model. Received: model of type {type(model).__name__}"
+        )
+    if not tracing.is_graph_model(model):
+        raise TypeError(
+            "`model` must be a Sequential or Functional model; subclassed models "
+            "have no graph to rewrite. Rebuild it with the Functional API. "
+            f"Received: model of type {type(model).__name__}"
+        )
+    if not model.built or not model.inputs:
+        raise ValueError(
+            "`model` is not built: call it on data or build it with an input "
+            f"shape first. Received: model {model.name!r} with built={model.built}"
+        )
+
+
+class _Plan:
+    """Per-step decisions: which layers to quantize, fold, keep float."""
+
+    def __init__(self, graph, config):
+        self.graph = graph
+        producers = graph.producers()
+        consumers = graph.consumers()
+        layer_calls = {}
+        for step in graph.steps:
+            layer_calls[id(step.layer)] = layer_calls.get(id(step.layer), 0) + 1
+
+        self.quantized = {}  # id(step) -> step
+        self.float_reason = {}  # id(step) -> reason
+        for step in graph.steps:
+            layer = step.layer
+            if type(layer) in _QUANTIZED_TYPE:
+                if layer.name in config.skip_layers:
+                    self.float_reason[id(step)] = "listed in skip_layers"
+                elif layer_calls[id(layer)] > 1:
+                    self.float_reason[id(step)] = "shared layer (called more than once)"
+                else:
+                    self.quantized[id(step)] = step
+            elif layer.weights and not isinstance(layer, keras.layers.BatchNormalization):
+                self.float_reason[id(step)] = (
+                    f"{type(layer).__name__} is not a supported layer type"
+                )
+
+        # BatchNorm folding: BN reads the only use of a quantized layer's output.
+        self.folded_into = {}  # id(bn step) -> layer step
+        self.folded_bn = {}  # id(layer step) -> bn step
+        for step in graph.steps:
+            if not isinstance(step.layer, keras.layers.BatchNormalization):
+                continue
+            reason = self._fold_blocker(step, producers, consumers, config)
+            if reason:
+                self.float_reason[id(step)] = reason
+            else:
+                producer = producers[step.input_ids[0]]
+                self.folded_into[id(step)] = producer
+                self.folded_bn[id(producer)] = step
+
+        self.position = self._positions(producers, consumers)
+        # Bits of each quantized tensor: the most any quantized consumer needs.
+        self.tensor_bits = {}
+        for step in self.quantized.values():
+            bits = config.input_bits_for(self.position[id(step)])
+            if bits is not None:
+                i = step.input_ids[0]
+                self.tensor_bits[i] = max(bits, self.tensor_bits.get(i, 0))
+
+    def _fold_blocker(self, bn_step, producers, consumers, config):
+        if not config.fold_batchnorm:
+            return "fold_batchnorm=False"
+        layer = bn_step.layer
+        ids = bn_step.input_ids
+        producer = producers.get(ids[0]) if len(ids) == 1 else None
+        if producer is None or id(producer) not in self.quantized:
+            return "no quantized Conv2D/DepthwiseConv2D/Dense right before it to fold into"
+        if layer.axis not in (-1, len(layer.input.shape) - 1):
+            return f"normalizes axis {layer.axis}, not the channel axis"
+        if producer.layer.activation not in (None, keras.activations.linear):
+            return f"{producer.layer.name!r} has a nonlinear activation before it"
+        if len(consumers.get(ids[0], [])) > 1 or ids[0] in self.graph.outputs:
+            return f"the output of {producer.layer.name!r} has other consumers"
+        return ""
+
+    def _positions(self, producers, consumers):
+        """'first' / 'last' / 'inner' for each quantized step."""
+        # Forward: does a quantized layer lie upstream of the tensor?
+        after_quantized = {i: False for i in self.graph.inputs}
+        for step in self.graph.steps:
+            flag = id(step) in self.quantized or any(
+                after_quantized.get(i, False) for i in step.input_ids
+            )
+            for i in step.outputs:
+                after_quantized[i] = flag
+        # Backward: does the tensor reach an output without a quantized layer?
+        reaches_output = {i: True for i in self.graph.outputs}
+        for step in reversed(self.graph.steps):
+            for i in step.outputs:
+                reaches_output.setdefault(i, False)
+                reaches_output[i] = reaches_output[i] or any(
+                    id(c) not in self.quantized
+                    and any(reaches_output.get(o, False) for o in c.outputs)
+                    for c in consumers.get(i, [])
+                )
+        positions = {}
+        for key, step in self.quantized.items():
+            if not any(after_quantized.get(i, False) for i in step.input_ids):
+                positions[key] = "first"
+            elif any(reaches_output[i] for i in step.outputs):
+                positions[key] = "last"
+            else:
+                positions[key] = "inner"
+        return positions
+
+
+class _Builder:
+    """Replays a traced graph with quantized layers."""
+
+    def __init__(self, graph, plan, config):
+        self.graph = graph
+        self.plan = plan
+        self.config = config
+        self.clones = {}
+        self.names = set()
+        self.rows = []
+
+    def build(self, name):
+        tensors = {}
+        inputs = [
+            keras.Input(batch_shape=spec.shape, dtype=spec.dtype, name=spec.name)
+            for spec in self.graph.input_specs
+        ]
+        for i, x in zip(self.graph.inputs, inputs):
+            tensors[i] = self._maybe_quantize(i, x)
+        for step in self.graph.steps:
+            args, kwargs = tree.map_structure(
+                lambda x: tensors[x.id] if isinstance(x, tracing.TensorRef) else x,
+                (step.args, step.kwargs),
+            )
+            outputs = tree.flatten(self._call(step, args, kwargs))
+            for i, y in zip(step.outputs, outputs):
+                tensors[i] = self._maybe_quantize(i, y)
+        outputs = [tensors[i] for i in self.graph.outputs]
+        model = keras.Model(inputs, outputs[0] if len(outputs) == 1 else outputs, name=name)
+        return model, self.rows
+
+    def _unique(self, name):
+        candidate, n = name, 1
+        while candidate in self.names:
+            candidate, n = f"{name}_{n}", n + 1
+        self.names.add(candidate)
+        return candidate
+
+    def _maybe_quantize(self, tensor_id, tensor):
+        bits = self.plan.tensor_bits.get(tensor_id)
+        if bits is None:
+            return tensor
+        source = tensor._keras_history.operation
+        base = source.name if source is not None else "input"
+        quantizer = ActivationQuantizer(bits=bits, name=self._unique(f"{base}_act_quant"))
+        return quantizer(tensor)
+
+    def _call(self, step, args, kwargs):
+        layer = step.layer
+        key = id(step)
+        if key in self.plan.folded_into:
+            target = self.plan.folded_into[key].layer.name
+            self._row(layer, "folded", f"folded into {target!r}")
+            return args[0]
+        if key in self.plan.quantized:
+            return self._quantized_call(step, args, kwargs)
+        if key in self.plan.float_reason:
+            self._row(layer, "float", self.plan.float_reason[key])
+        elif id(layer) not in self.clones:
+            self._row(layer, "passthrough")
+        return self._clone(layer, args, kwargs)
+
+    def _row(self, layer, status, reason="", **fields):
+        self.rows.append(
+            LayerReport(layer.name, type(layer).__name__, status, reason, **fields)
+        )
+
+    def _clone(self, layer, args, kwargs):
+        if id(layer) in self.clones:
+            return self.clones[id(layer)](*args, **kwargs)
+        config = layer.get_config()
+        config["name"] = self._unique(layer.name)
+        clone = type(layer).from_config(config)
+        outputs = clone(*args, **kwargs)
+        if layer.weights:
+            clone.set_weights(layer.get_weights())
+        self.clones[id(layer)] = clone
+        return outputs
+
+    def _quantized_call(self, step, args, kwargs):
+        layer = step.layer
+        position = self.plan.position[id(step)]
+        bits = self.config.weight_bits_for(position)
+        bn_step = self.plan.folded_bn.get(id(step))
+        if bn_step is not None:
+            kernel, bias = bn_folding.fold_batchnorm(layer, bn_step.layer)
+        else:
+            kernel = ops.convert_to_numpy(layer.kernel)
+            bias = None if layer.bias is None else ops.convert_to_numpy(layer.bias)
+        config = layer.get_config()
+        config.update(
+            name=self._unique(layer.name),
+            use_bias=bias is not None,
+            weight_bits=bits,
+            weight_symmetric=self.config.weight_symmetric,
+            weight_per_channel=self.config.weight_per_channel,
+            mode="hard",
+        )
+        qlayer = _QUANTIZED_TYPE[type(layer)].from_config(config)
+        outputs = qlayer(*args, **kwargs)
+        qlayer.kernel.assign(kernel)
+        if bias is not None:
+            qlayer.bias.assign(bias)
+        qlayer.initialize_weight_quantizer(p=self.config.weight_init_norm)
+        self._row(
+            qlayer,
+            "quantized",
+            "" if position == "inner" else f"{position} layer",
+            weight_bits=bits,
+            input_bits=self.config.input_bits_for(position),
+            weight_sqnr_db=sqnr_db(kernel, _hard_kernel(qlayer)),
+        )
+        self.rows[-1].layer_type = type(layer).__name__
+        return outputs
+
+
+def _hard_kernel(qlayer):
+    step = ops.convert_to_numpy(qlayer.weight_step)
+    return qlayer.integer_kernel() * step
