@@ -42,7 +42,7 @@ def calibrate_activations(
     quantizers = activation_quantizers(qmodel)
     if not quantizers:
         return
-    probe = keras.Model(qmodel.inputs, [q.input for q in quantizers])
+    probe = keras.Model(qmodel.input, [q.input for q in quantizers])
     modes = {}
     for layer in qmodel.layers:
         if hasattr(layer, "mode"):

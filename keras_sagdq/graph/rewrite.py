@@ -235,7 +235,7 @@ class _Builder:
             for i, y in zip(step.outputs, outputs):
                 tensors[i] = self._maybe_quantize(i, y)
         outputs = [tensors[i] for i in self.graph.outputs]
-        model = keras.Model(inputs, outputs[0] if len(outputs) == 1 else outputs, name=name)
+        model = keras.Model(_single(inputs), _single(outputs), name=name)
         return model, self.rows
 
     def _unique(self, name):
@@ -251,7 +251,9 @@ class _Builder:
             return tensor
         source = tensor._keras_history.operation
         base = source.name if source is not None else "input"
-        quantizer = ActivationQuantizer(bits=bits, name=self._unique(f"{base}_act_quant"))
+        quantizer = ActivationQuantizer(
+            bits=bits, mode="hard", name=self._unique(f"{base}_act_quant")
+        )
         return quantizer(tensor)
 
     def _call(self, step, args, kwargs):
@@ -321,6 +323,10 @@ class _Builder:
         )
         self.rows[-1].layer_type = type(layer).__name__
         return outputs
+
+
+def _single(tensors):
+    return tensors[0] if len(tensors) == 1 else tensors
 
 
 def _hard_kernel(qlayer):
