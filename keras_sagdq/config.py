@@ -32,6 +32,8 @@ class QuantConfig:
             DepthwiseConv2D or Dense right before it.
         skip_layers: names of layers to keep in float.
         weight_init_norm: `p` of the `mean|w - Q(w)|^p` step search.
+        weight_range: `"lp"` (the clip-ratio search) or `"minmax"` (each
+            channel's full range, no clipping: plain round-to-nearest).
 
     Raises:
         ValueError: if a bit width is outside 2..8 or `weight_init_norm` is
@@ -55,6 +57,7 @@ class QuantConfig:
     fold_batchnorm: bool = True
     skip_layers: tuple = ()
     weight_init_norm: float = quantizers.DEFAULT_NORM_P
+    weight_range: str = "lp"
 
     def __post_init__(self):
         quantizers.check_bits(self.weight_bits, "weight_bits")
@@ -72,6 +75,11 @@ class QuantConfig:
                 f"Received: skip_layers={self.skip_layers!r}"
             )
         self.skip_layers = tuple(self.skip_layers)
+        if self.weight_range not in ("lp", "minmax"):
+            raise ValueError(
+                "`weight_range` must be 'lp' or 'minmax'. "
+                f"Received: weight_range={self.weight_range!r}"
+            )
         if not self.weight_init_norm > 0:
             raise ValueError(
                 "`weight_init_norm` must be positive. "

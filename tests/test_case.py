@@ -1,6 +1,9 @@
 """Shared helpers for the tests: tiny models and numpy conversions."""
 
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import keras
@@ -76,3 +79,30 @@ def tiny_resnet(input_shape=(12, 12, 3), classes=5):
 def random_images(n=8, shape=(12, 12, 3), seed=0, scale=255.0):
     rng = np.random.default_rng(seed)
     return (rng.uniform(0, 1, (n, *shape)) * scale).astype("float32")
+
+
+_LOAD_AND_PREDICT = """
+import sys
+import numpy as np
+import keras
+import keras_sagdq  # registers the quantizer layers
+model = keras.models.load_model(sys.argv[1], safe_mode=True)
+np.save(sys.argv[3], keras.ops.convert_to_numpy(model(np.load(sys.argv[2]))))
+"""
+
+
+def predict_in_subprocess(model_path, images, backend, folder):
+    """Load a `.keras` file in a fresh process under `backend` and predict."""
+    images_path = os.path.join(folder, "images.npy")
+    out_path = os.path.join(folder, f"out_{backend}.npy")
+    np.save(images_path, images)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=root)
+    subprocess.run(
+        [sys.executable, "-c", _LOAD_AND_PREDICT, model_path, images_path, out_path],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return np.load(out_path)

@@ -203,3 +203,23 @@ class ApplicationsTest(TestCase):
         x = np.random.default_rng(0).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
         ks.set_mode(qmodel, "float")
         self.assertAllClose(qmodel(x), model(x), atol=1e-4)
+
+
+class WeightRangeTest(TestCase):
+    def test_minmax_range_does_not_clip(self):
+        model = tiny_resnet()
+        qmodel = ks.quantize_model(model, ks.QuantConfig(3, 3, weight_range="minmax"))
+        layer = {l.name: l for l in qmodel.layers}["b1_c2"]
+        w = to_numpy(layer.kernel)
+        step = to_numpy(layer.weight_step)
+        # Full range: every weight within half a step of its grid value.
+        self.assertLessEqual(
+            np.abs(layer.integer_kernel() * step - w).max(), step.max() / 2 + 1e-6
+        )
+        searched = ks.quantize_model(model, ks.QuantConfig(3, 3))
+        searched_step = to_numpy({l.name: l for l in searched.layers}["b1_c2"].weight_step)
+        self.assertTrue(np.all(searched_step <= step + 1e-7))
+
+    def test_bad_weight_range(self):
+        with self.assertRaisesRegex(ValueError, "weight_range='max'"):
+            ks.QuantConfig(weight_range="max")

@@ -312,7 +312,9 @@ class _Builder:
         qlayer.kernel.assign(kernel)
         if bias is not None:
             qlayer.bias.assign(bias)
-        qlayer.initialize_weight_quantizer(p=self.config.weight_init_norm)
+        qlayer.initialize_weight_quantizer(
+            p=self.config.weight_init_norm, weight_range=self.config.weight_range
+        )
         self._row(
             qlayer,
             "quantized",

@@ -74,7 +74,7 @@ class WeightQuantization:
     def weight_integer_range(self):
         return quantizers.integer_range(self.weight_bits, self.weight_symmetric)
 
-    def initialize_weight_quantizer(self, p=quantizers.DEFAULT_NORM_P):
+    def initialize_weight_quantizer(self, p=quantizers.DEFAULT_NORM_P, weight_range="lp"):
         """Set step, zero point, integer base and rounding logits from the kernel.
 
         The step comes from the `mean|w - Q(w)|^p` grid search; the logits
@@ -83,10 +83,17 @@ class WeightQuantization:
 
         Args:
             p: norm of the search's error.
+            weight_range: `"lp"` (search clip ratios 1.00 .. 0.01) or
+                `"minmax"` (ratio 1.00 only: the channel's full range).
         """
         w = ops.convert_to_numpy(self.kernel).astype(np.float32)
         step, zero_point = quantizers.search_weight_params(
-            w, self.weight_bits, self._channel_axes, self.weight_symmetric, p
+            w,
+            self.weight_bits,
+            self._channel_axes,
+            self.weight_symmetric,
+            p,
+            num_candidates=1 if weight_range == "minmax" else quantizers.DEFAULT_NUM_CANDIDATES,
         )
         scaled = w / step
         base = np.floor(scaled)

@@ -1,0 +1,161 @@
+"""Benchmark harness: quantize a reference model, evaluate on the real test split.
+
+    KERAS_BACKEND=tensorflow python benchmarks/harness.py
+    KERAS_BACKEND=torch python benchmarks/harness.py --models=resnet20_fashion_mnist --quick
+
+Each row: a reference model, a bit setting, a calibration source and a
+method; it records top-1 accuracy on the 10 000 Fashion-MNIST test images,
+the seconds of each stage and the process's peak resident memory. Results
+are appended to a JSON file and the markdown table in docs/benchmarks.md is
+rewritten from all JSON results.
+
+Calibration sources: `real` (the first N training images, never test data)
+and `gaussian` (N(0, 1) noise in the model's input space). Methods today:
+`rtn` (round to nearest; min/max ranges for weights and activations).
+"""
+
+import json
+import os
+import platform
+import resource
+import time
+
+import keras
+import numpy as np
+from absl import app
+from absl import flags
+
+import keras_sagdq as ks
+from keras_sagdq.datasets import load_fashion_mnist
+from keras_sagdq.models import REFERENCE_MODELS
+from keras_sagdq.models import load_reference_model
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BITS = {"W8A8": (8, 8), "W4A4": (4, 4), "W3A3": (3, 3), "W2A4": (2, 4)}
+
+_MODELS = flags.DEFINE_list("models", list(REFERENCE_MODELS), "Reference models.")
+_SETTINGS = flags.DEFINE_list("bits", list(BITS), "Bit settings.")
+_SOURCES = flags.DEFINE_list("calibration", ["real", "gaussian"], "Calibration sources.")
+_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 1024, "Calibration images.")
+_QUICK = flags.DEFINE_bool("quick", False, "Smoke test: 1000 test images, 128 calibration images.")
+_RESULTS = flags.DEFINE_string(
+    "results", os.path.join(_ROOT, "benchmarks", "results.json"), "JSON results file."
+)
+_TABLE = flags.DEFINE_string(
+    "table", os.path.join(_ROOT, "docs", "benchmarks.md"), "Markdown table to rewrite."
+)
+
+
+def calibration_images(source, num_samples, shape, seed=0):
+    """Calibration images: real training images or Gaussian noise."""
+    if source == "real":
+        images, _ = load_fashion_mnist("train")
+        return images[:num_samples]
+    if source == "gaussian":
+        rng = np.random.default_rng(seed)
+        return rng.standard_normal((num_samples, *shape)).astype("float32")
+    raise ValueError(f"Unknown calibration source. Received: calibration={source!r}")
+
+
+def top1(model, images, labels, batch_size=500):
+    logits = model.predict(images, batch_size=batch_size, verbose=0)
+    return float(np.mean(np.argmax(logits, axis=-1) == labels))
+
+
+def peak_memory_mb():
+    # ru_maxrss is in KiB on Linux: the peak of the whole process so far.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_rows(model_name, settings, sources, num_samples, quick):
+    x_test, y_test = load_fashion_mnist("test")
+    if quick:
+        x_test, y_test = x_test[:1000], y_test[:1000]
+        num_samples = min(num_samples, 128)
+    model = load_reference_model(model_name)
+    common = dict(
+        model=model_name,
+        backend=keras.backend.backend(),
+        test_images=len(x_test),
+        quick=quick,
+        machine=f"{platform.machine()}, {os.cpu_count()} CPUs",
+    )
+    start = time.time()
+    rows = [dict(common, bits="FP", calibration="-", method="float",
+                 top1=top1(model, x_test, y_test),
+                 seconds={"evaluate": time.time() - start}, peak_mb=peak_memory_mb())]
+    print(rows[-1])
+    for source in sources:
+        images = calibration_images(source, num_samples, model.input_shape[1:])
+        for setting in settings:
+            weight_bits, activation_bits = BITS[setting]
+            seconds = {}
+            start = time.time()
+            qmodel = ks.quantize_model(
+                model,
+                ks.QuantConfig(weight_bits, activation_bits, weight_range="minmax"),
+            )
+            seconds["quantize"] = time.time() - start
+            start = time.time()
+            ks.calibrate_activations(
+                qmodel, images, method="minmax", max_samples=num_samples, batch_size=128
+            )
+            seconds["calibrate"] = time.time() - start
+            start = time.time()
+            accuracy = top1(qmodel, x_test, y_test)
+            seconds["evaluate"] = time.time() - start
+            rows.append(dict(common, bits=setting, calibration=f"{source} ({len(images)})",
+                             method="rtn", top1=accuracy, seconds=seconds,
+                             peak_mb=peak_memory_mb()))
+            print(rows[-1])
+    return rows
+
+
+def write_table(results, path):
+    """Rewrite the results section of the markdown file from all JSON rows."""
+    lines = [
+        "| model | backend | bits | method | calibration | top-1 % | Δ vs FP | seconds (stages) | peak MB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    fp = {(r["model"], r["backend"], r["quick"]): r["top1"] for r in results if r["bits"] == "FP"}
+    for r in results:
+        if r["quick"]:
+            continue
+        base = fp.get((r["model"], r["backend"], r["quick"]))
+        delta = "" if r["bits"] == "FP" or base is None else f"{100 * (r['top1'] - base):+.2f}"
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in r["seconds"].items())
+        lines.append(
+            f"| {r['model']} | {r['backend']} | {r['bits']} | {r['method']} | {r['calibration']} "
+            f"| {100 * r['top1']:.2f} | {delta} | {stages} | {r['peak_mb']:.0f} |"
+        )
+    begin, end = "<!-- results:begin -->", "<!-- results:end -->"
+    text = open(path).read() if os.path.exists(path) else f"# Benchmarks\n\n{begin}\n{end}\n"
+    head, rest = text.split(begin)
+    _, tail = rest.split(end)
+    with open(path, "w") as f:
+        f.write(head + begin + "\n" + "\n".join(lines) + "\n" + end + tail)
+
+
+def main(argv):
+    del argv
+    for setting in _SETTINGS.value:
+        if setting not in BITS:
+            raise ValueError(f"Unknown bit setting; choose from {list(BITS)}. Received: bits={setting!r}")
+    results = []
+    if os.path.exists(_RESULTS.value):
+        with open(_RESULTS.value) as f:
+            results = json.load(f)
+    for name in _MODELS.value:
+        new = run_rows(name, _SETTINGS.value, _SOURCES.value, _NUM_SAMPLES.value, _QUICK.value)
+        # A rerun replaces the rows with the same key.
+        keys = {(r["model"], r["backend"], r["bits"], r["method"], r["calibration"], r["quick"]) for r in new}
+        results = [r for r in results if (r["model"], r["backend"], r["bits"], r["method"],
+                                          r["calibration"], r["quick"]) not in keys] + new
+    with open(_RESULTS.value, "w") as f:
+        json.dump(results, f, indent=1)
+    write_table(results, _TABLE.value)
+    print(f"wrote {_RESULTS.value} and {_TABLE.value}")
+
+
+if __name__ == "__main__":
+    app.run(main)
