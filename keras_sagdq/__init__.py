@@ -22,3 +22,6 @@ from keras_sagdq.layers import QuantDepthwiseConv2D
 from keras_sagdq.layers import set_mode
 
 __version__ = "0.1.0"
+
+from keras_sagdq.reconstruction import ReconstructionConfig  # noqa: E402
+from keras_sagdq.reconstruction import reconstruct  # noqa: E402

@@ -1,0 +1,291 @@
+"""GENIE-M block reconstruction: learn step sizes and rounding, one block at a time.
+
+For each block (`graph.blocks.find_blocks`), in order:
+
+1. run the float block on the float stream to get the target `y_fp`;
+2. train the block's weight steps, rounding logits and activation steps to
+   minimize `||block_q(x) - y_fp||^2 + lambda * sum(1 - |2h(V) - 1|^beta)`,
+   where `x` mixes the float and the quantized streams element by element
+   (QDrop) and activation quantizers inside the block drop to float with
+   probability 0.5; `beta` anneals from 20 to 2 after a 20% warm-up without
+   the rounding term;
+3. harden the rounding (`V >= 0`) and run the quantized block on the
+   quantized stream to feed the next block.
+
+Each block is trained by `keras.Model.fit` on a small model with a custom
+`train_step`, so `verbose`, callbacks and progress bars work as usual. Only
+the current block's inputs and outputs are held in memory.
+
+Reference:
+    - [Li et al., 2021. BRECQ](https://arxiv.org/abs/2102.05426)
+    - [Wei et al., 2022. QDrop](https://arxiv.org/abs/2203.05740)
+    - [Jeon et al., 2023. GENIE](https://arxiv.org/abs/2212.04780)
+"""
+
+import dataclasses
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_sagdq import backend
+from keras_sagdq.calibration import calibrate_activations
+from keras_sagdq.graph.blocks import find_blocks
+from keras_sagdq.layers import activation_quantizers
+from keras_sagdq.layers import set_mode
+
+
+@dataclasses.dataclass
+class ReconstructionConfig:
+    """Hyperparameters of block reconstruction (per block).
+
+    Args:
+        steps: optimization steps per block.
+        batch_size: images per step.
+        weight_step_lr: Adam rate of the weight steps.
+        activation_step_lr: initial Adam rate of the activation steps
+            (cosine decay to 0 over `steps`).
+        rounding_lr: Adam rate of the rounding logits.
+        rounding_weight: `lambda` of the rounding regularizer.
+        beta_start: `beta` when the rounding term switches on.
+        beta_end: `beta` at the last step.
+        warmup: fraction of steps before the rounding term switches on.
+        input_mix: probability that a block input element is taken from the
+            float stream instead of the quantized stream.
+        qdrop_probability: probability that an activation quantizer inside
+            the block keeps an element float.
+    """
+
+    steps: int = 20000
+    batch_size: int = 32
+    weight_step_lr: float = 1e-4
+    activation_step_lr: float = 4e-5
+    rounding_lr: float = 1e-3
+    rounding_weight: float = 1.0
+    beta_start: float = 20.0
+    beta_end: float = 2.0
+    warmup: float = 0.2
+    input_mix: float = 0.5
+    qdrop_probability: float = 0.5
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+        for name in ("warmup", "input_mix", "qdrop_probability"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"`{name}` must be in [0, 1]. Received: {name}={value!r}")
+
+
+PROFILES = {
+    "paper": ReconstructionConfig(),
+    # Chosen by measurement on the Fashion-MNIST reference models (docs/benchmarks.md).
+    "fast": ReconstructionConfig(steps=1000),
+}
+
+
+def reconstruction_config(profile="fast", **overrides):
+    """The `ReconstructionConfig` of a profile, with keyword overrides.
+
+    Raises:
+        ValueError: if `profile` is unknown or an override is not a field.
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"`profile` must be one of {sorted(PROFILES)}. Received: profile={profile!r}")
+    fields = {f.name for f in dataclasses.fields(ReconstructionConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(
+            f"Unknown reconstruction option(s) {unknown}; valid: {sorted(fields)}. "
+            f"Received: {', '.join(f'{k}={overrides[k]!r}' for k in unknown)}"
+        )
+    return dataclasses.replace(PROFILES[profile], **overrides)
+
+
+def reconstruct(
+    qmodel,
+    fp_model,
+    images,
+    profile="fast",
+    seed=0,
+    verbose="auto",
+    callbacks=None,
+    **options,
+):
+    """Calibrate `qmodel` in place by block reconstruction on `images`.
+
+    Args:
+        qmodel: a model from `keras_sagdq.quantize_model` (modified in place).
+        fp_model: the float model `qmodel` was made from; used to check that
+            `qmodel` is its twin.
+        images: numpy calibration images `(N, H, W, C)`, real or synthetic,
+            in the model's input space.
+        profile: `"fast"` (1000 steps per block) or `"paper"` (20 000).
+        seed: seed of batch sampling and the QDrop masks.
+        verbose: `fit` verbosity (0, 1, 2 or "auto").
+        callbacks: Keras callbacks passed to each block's `fit`.
+        **options: any `ReconstructionConfig` field, e.g. `steps=500`.
+
+    Returns:
+        A list with one `keras.callbacks.History` per block.
+
+    Raises:
+        ValueError: on an unknown profile or option, empty or non-finite
+            images, or a `qmodel` whose float twin does not match `fp_model`.
+
+    Example:
+
+    >>> qmodel = ks.quantize_model(model, ks.QuantConfig(4, 4))
+    >>> ks.reconstruct(qmodel, model, calibration_images, steps=500)
+    >>> qmodel.evaluate(x_test, y_test)
+    """
+    config = reconstruction_config(profile, **options)
+    images = np.asarray(images, np.float32)
+    if images.ndim < 2 or len(images) == 0 or not np.all(np.isfinite(images)):
+        raise ValueError(
+            "`images` must be a non-empty array of finite values. "
+            f"Received: images with shape {images.shape}"
+        )
+    if not all(q.initialized for q in activation_quantizers(qmodel)):
+        calibrate_activations(qmodel, images)
+    _check_twin(qmodel, fp_model, images[:8])
+    _, blocks = find_blocks(qmodel)
+    fp_stream, q_stream = images, images
+    histories = []
+    for index, block in enumerate(blocks):
+        if verbose:
+            print(f"Block {index + 1}/{len(blocks)}: {block.name}")
+        _set_block_mode(block, "float", qdrop=0.0)
+        target = _run_block(block, fp_stream, config.batch_size * 8)
+        _set_block_mode(block, "soft", qdrop=config.qdrop_probability)
+        trainer = BlockTrainer(block, config, seed=seed + index)
+        data = _RandomBatches(fp_stream, q_stream, target, config, seed + index)
+        histories.append(trainer.fit(data, epochs=1, verbose=verbose, callbacks=callbacks))
+        _set_block_mode(block, "hard", qdrop=0.0)
+        q_stream = _run_block(block, q_stream, config.batch_size * 8)
+        fp_stream = target
+    set_mode(qmodel, "hard")
+    return histories
+
+
+class BlockTrainer(keras.Model):
+    """Trains one block's quantizer parameters with three Adam optimizers.
+
+    Not a model to call: `fit` drives `train_step` on batches of
+    `((float_inputs, quantized_inputs), float_outputs)`.
+    """
+
+    def __init__(self, block, config, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        self._block = block
+        self._config = config
+        self._weight_layers = block.weight_layers
+        self._groups = [
+            [l.weight_step for l in self._weight_layers],
+            [q.step for q in block.activation_quantizers],
+            [l.rounding_logits for l in self._weight_layers],
+        ]
+        schedule = keras.optimizers.schedules.CosineDecay(config.activation_step_lr, config.steps)
+        self._optimizers = [
+            keras.optimizers.Adam(config.weight_step_lr),
+            keras.optimizers.Adam(schedule),
+            keras.optimizers.Adam(config.rounding_lr),
+        ]
+        for optimizer, group in zip(self._optimizers, self._groups):
+            if group:
+                optimizer.build(group)
+        self._iteration = keras.Variable(0.0, trainable=False, name="iteration")
+        self._seed_generator = keras.random.SeedGenerator(seed)
+        self.compile(jit_compile=False)
+        self.built = True
+
+    def _beta_and_weight(self):
+        c = self._config
+        warmup_steps = c.warmup * c.steps
+        progress = (self._iteration - warmup_steps) / max(c.steps - warmup_steps, 1.0)
+        progress = ops.clip(progress, 0.0, 1.0)
+        beta = c.beta_end + (c.beta_start - c.beta_end) * (1.0 - progress)
+        weight = ops.where(self._iteration >= warmup_steps, c.rounding_weight, 0.0)
+        return beta, weight
+
+    def train_step(self, data):
+        (fp_inputs, q_inputs), target = data
+        use_float = keras.random.uniform(ops.shape(fp_inputs), seed=self._seed_generator)
+        inputs = ops.where(use_float < self._config.input_mix, fp_inputs, q_inputs)
+        beta, weight = self._beta_and_weight()
+        parts = {}
+
+        def loss_fn():
+            outputs = self._block(inputs, training=True)
+            # Squared error summed over channels, averaged over the rest.
+            parts["reconstruction"] = ops.mean(ops.sum(ops.square(outputs - target), axis=-1))
+            rounding = sum(l.rounding_loss(beta) for l in self._weight_layers)
+            parts["rounding"] = weight * rounding
+            return parts["reconstruction"] + parts["rounding"]
+
+        variables = [v for group in self._groups for v in group]
+        loss, grads = backend.value_and_grad(loss_fn, variables)
+        start = 0
+        for optimizer, group in zip(self._optimizers, self._groups):
+            if group:
+                optimizer.apply(grads[start : start + len(group)], group)
+            start += len(group)
+        self._iteration.assign_add(1.0)
+        return {"loss": loss, **parts, "beta": beta}
+
+
+class _RandomBatches(keras.utils.PyDataset):
+    """`steps` batches of random calibration indices (with replacement across steps)."""
+
+    def __init__(self, fp_inputs, q_inputs, target, config, seed):
+        super().__init__()
+        self.arrays = (fp_inputs, q_inputs, target)
+        self.config = config
+        self.rng = np.random.default_rng(seed)
+        n = len(fp_inputs)
+        batch = min(config.batch_size, n)
+        self.indices = [self.rng.choice(n, batch, replace=False) for _ in range(config.steps)]
+
+    def __len__(self):
+        return self.config.steps
+
+    def __getitem__(self, index):
+        idx = self.indices[index]
+        fp_inputs, q_inputs, target = (a[idx] for a in self.arrays)
+        return (fp_inputs, q_inputs), target
+
+
+def _set_block_mode(block, mode, qdrop):
+    for layer in block.weight_layers:
+        layer.mode = mode
+    for quantizer in block.activation_quantizers:
+        quantizer.mode = "float" if mode == "float" else "hard"
+        quantizer.qdrop_probability = qdrop
+
+
+def _run_block(block, inputs, batch_size):
+    outputs = []
+    for start in range(0, len(inputs), batch_size):
+        y = block(ops.convert_to_tensor(inputs[start : start + batch_size]))
+        outputs.append(ops.convert_to_numpy(y))
+    return np.concatenate(outputs)
+
+
+def _check_twin(qmodel, fp_model, images):
+    modes = {l.name: l.mode for l in qmodel.layers if hasattr(l, "mode")}
+    set_mode(qmodel, "float")
+    try:
+        twin = ops.convert_to_numpy(qmodel(images))
+    finally:
+        for layer in qmodel.layers:
+            if layer.name in modes:
+                layer.mode = modes[layer.name]
+    reference = ops.convert_to_numpy(fp_model(images))
+    if twin.shape != reference.shape or not np.allclose(twin, reference, atol=1e-3, rtol=1e-3):
+        raise ValueError(
+            "`qmodel` with quantization off does not reproduce `fp_model`; pass the "
+            "model that `quantize_model` was called on. Received: fp_model "
+            f"{fp_model.name!r}"
+        )
