@@ -1,0 +1,93 @@
+import keras
+import numpy as np
+
+import keras_sagdq as ks
+from keras_sagdq.graph.blocks import find_blocks
+from keras_sagdq.layers import weight_layers
+from keras_sagdq.reconstruction import BlockTrainer
+from keras_sagdq.reconstruction import ReconstructionConfig
+from keras_sagdq.reconstruction import _RandomBatches
+from keras_sagdq.reconstruction import _set_block_mode
+from tests.test_case import TestCase
+from tests.test_case import random_images
+from tests.test_case import tiny_resnet
+from tests.test_case import to_numpy
+
+
+class BlockTrainerTest(TestCase):
+    def test_one_block_loss_falls_and_hardens(self):
+        model = tiny_resnet()
+        x = random_images(64)
+        qmodel = ks.quantize_model(model, ks.QuantConfig(2, 4))
+        ks.calibrate_activations(qmodel, x)
+        _, blocks = find_blocks(qmodel)
+        stem, block = blocks[0], blocks[1]  # the strided residual block
+        _set_block_mode(stem, "float", 0.0)
+        inputs = to_numpy(stem(x))
+        _set_block_mode(block, "float", 0.0)
+        target = to_numpy(block(inputs))
+
+        def error():
+            return float(np.mean(np.sum((to_numpy(block(inputs)) - target) ** 2, -1)))
+
+        def undecided():
+            h = [to_numpy(ks.quantizers.rectified_sigmoid(l.rounding_logits)) for l in block.weight_layers]
+            return np.mean(np.concatenate([((v > 0.01) & (v < 0.99)).ravel() for v in h]))
+
+        _set_block_mode(block, "hard", 0.0)
+        before, undecided_before = error(), undecided()
+        # 600 steps at the paper rate (1e-3) move a logit by at most 0.6; a
+        # higher rate lets the offsets reach 0 or 1 within a short test.
+        config = ReconstructionConfig(steps=600, batch_size=16, rounding_lr=1e-2)
+        _set_block_mode(block, "soft", config.qdrop_probability)
+        history = BlockTrainer(block, config, seed=0).fit(
+            _RandomBatches(inputs, inputs, target, config, 0), verbose=0
+        )
+        self.assertEqual(len(history.history["loss"]), 1)
+        _set_block_mode(block, "hard", 0.0)
+        after = error()
+        self.assertLess(after, 0.7 * before)
+        # The regularizer has pushed most rounding offsets to 0 or 1, so soft
+        # and hard rounding give nearly the same block.
+        self.assertGreater(undecided_before, 0.9)
+        self.assertLess(undecided(), 0.02)
+        _set_block_mode(block, "soft", 0.0)
+        self.assertLess(abs(error() - after), 0.1 * after + 1e-6)
+
+
+class ReconstructTest(TestCase):
+    def test_reconstruct_beats_round_to_nearest(self):
+        model = tiny_resnet()
+        x = random_images(64)
+        rtn = ks.quantize_model(model, ks.QuantConfig(2, 4))
+        ks.calibrate_activations(rtn, x)
+        qmodel = ks.quantize_model(model, ks.QuantConfig(2, 4))
+        histories = ks.reconstruct(qmodel, model, x, steps=150, batch_size=16, verbose=0)
+        self.assertEqual(len(histories), 4)
+        reference = to_numpy(model(x))
+
+        def mse(m):
+            return float(np.mean((to_numpy(m(x)) - reference) ** 2))
+
+        self.assertLess(mse(qmodel), 0.8 * mse(rtn))
+        self.assertEqual({l.mode for l in weight_layers(qmodel)}, {"hard"})
+        path = self.temp_dir() + "/r.keras"
+        qmodel.save(path)
+        self.assertAllClose(keras.models.load_model(path)(x), qmodel(x), atol=0)
+
+    def test_errors(self):
+        model = tiny_resnet()
+        qmodel = ks.quantize_model(model)
+        x = random_images(8)
+        with self.assertRaisesRegex(ValueError, "profile='slow'"):
+            ks.reconstruct(qmodel, model, x, profile="slow")
+        with self.assertRaisesRegex(ValueError, "Unknown reconstruction option.*stepz=3"):
+            ks.reconstruct(qmodel, model, x, stepz=3)
+        with self.assertRaisesRegex(ValueError, "steps=0"):
+            ks.reconstruct(qmodel, model, x, steps=0)
+        bad = x.copy()
+        bad[0, 0, 0, 0] = np.nan
+        with self.assertRaisesRegex(ValueError, "finite"):
+            ks.reconstruct(qmodel, model, bad)
+        with self.assertRaisesRegex(ValueError, "does not reproduce"):
+            ks.reconstruct(qmodel, tiny_resnet(), x, steps=1)
