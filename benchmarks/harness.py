@@ -10,8 +10,10 @@ are appended to a JSON file and the markdown table in docs/benchmarks.md is
 rewritten from all JSON results.
 
 Calibration sources: `real` (the first N training images, never test data)
-and `gaussian` (N(0, 1) noise in the model's input space). Methods today:
-`rtn` (round to nearest; min/max ranges for weights and activations).
+and `gaussian` (N(0, 1) noise in the model's input space). Methods:
+`rtn` (round to nearest; min/max ranges for weights and activations) and
+`reconstruct` (Lp-searched initial ranges, then GENIE-M block
+reconstruction with the chosen profile).
 """
 
 import json
@@ -37,6 +39,11 @@ _MODELS = flags.DEFINE_list("models", list(REFERENCE_MODELS), "Reference models.
 _SETTINGS = flags.DEFINE_list("bits", list(BITS), "Bit settings.")
 _SOURCES = flags.DEFINE_list("calibration", ["real", "gaussian"], "Calibration sources.")
 _NUM_SAMPLES = flags.DEFINE_integer("num_samples", 1024, "Calibration images.")
+_METHODS = flags.DEFINE_list(
+    "methods", ["rtn"], "rtn (round to nearest, min/max ranges) and/or reconstruct (GENIE-M)."
+)
+_PROFILE = flags.DEFINE_enum("profile", "fast", ["fast", "paper"], "Reconstruction profile.")
+_STEPS = flags.DEFINE_integer("steps", 0, "Override the profile's steps per block (0: keep).")
 _QUICK = flags.DEFINE_bool("quick", False, "Smoke test: 1000 test images, 128 calibration images.")
 _RESULTS = flags.DEFINE_string(
     "results", os.path.join(_ROOT, "benchmarks", "results.json"), "JSON results file."
@@ -67,11 +74,34 @@ def peak_memory_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_rows(model_name, settings, sources, num_samples, quick):
+def quantize_with(method, model, setting, images, options):
+    """Quantize `model` with one method; returns (qmodel, seconds per stage)."""
+    weight_bits, activation_bits = BITS[setting]
+    seconds = {}
+    start = time.time()
+    if method == "rtn":
+        config = ks.QuantConfig(weight_bits, activation_bits, weight_range="minmax")
+        qmodel = ks.quantize_model(model, config)
+        ks.calibrate_activations(qmodel, images, method="minmax", max_samples=len(images), batch_size=128)
+        seconds["quantize"] = time.time() - start
+    elif method == "reconstruct":
+        qmodel = ks.quantize_model(model, ks.QuantConfig(weight_bits, activation_bits))
+        ks.calibrate_activations(qmodel, images, max_samples=len(images), batch_size=128)
+        seconds["quantize"] = time.time() - start
+        start = time.time()
+        ks.reconstruct(qmodel, model, images, verbose=0, **options)
+        seconds["reconstruct"] = time.time() - start
+    else:
+        raise ValueError(f"Unknown method. Received: methods={method!r}")
+    return qmodel, seconds
+
+
+def run_rows(model_name, settings, sources, methods, num_samples, quick, options):
     x_test, y_test = load_fashion_mnist("test")
     if quick:
         x_test, y_test = x_test[:1000], y_test[:1000]
         num_samples = min(num_samples, 128)
+        options = dict(options, steps=min(options.get("steps", 50), 50))
     model = load_reference_model(model_name)
     common = dict(
         model=model_name,
@@ -87,28 +117,22 @@ def run_rows(model_name, settings, sources, num_samples, quick):
     print(rows[-1])
     for source in sources:
         images = calibration_images(source, num_samples, model.input_shape[1:])
-        for setting in settings:
-            weight_bits, activation_bits = BITS[setting]
-            seconds = {}
-            start = time.time()
-            qmodel = ks.quantize_model(
-                model,
-                ks.QuantConfig(weight_bits, activation_bits, weight_range="minmax"),
-            )
-            seconds["quantize"] = time.time() - start
-            start = time.time()
-            ks.calibrate_activations(
-                qmodel, images, method="minmax", max_samples=num_samples, batch_size=128
-            )
-            seconds["calibrate"] = time.time() - start
-            start = time.time()
-            accuracy = top1(qmodel, x_test, y_test)
-            seconds["evaluate"] = time.time() - start
-            rows.append(dict(common, bits=setting, calibration=f"{source} ({len(images)})",
-                             method="rtn", top1=accuracy, seconds=seconds,
-                             peak_mb=peak_memory_mb()))
-            print(rows[-1])
+        for method in methods:
+            for setting in settings:
+                qmodel, seconds = quantize_with(method, model, setting, images, options)
+                start = time.time()
+                accuracy = top1(qmodel, x_test, y_test)
+                seconds["evaluate"] = time.time() - start
+                label = method if method == "rtn" else f"{method} ({options_label(options)})"
+                rows.append(dict(common, bits=setting, calibration=f"{source} ({len(images)})",
+                                 method=label, top1=accuracy, seconds=seconds,
+                                 peak_mb=peak_memory_mb()))
+                print(rows[-1], flush=True)
     return rows
+
+
+def options_label(options):
+    return ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
 
 
 def write_table(results, path):
@@ -145,8 +169,12 @@ def main(argv):
     if os.path.exists(_RESULTS.value):
         with open(_RESULTS.value) as f:
             results = json.load(f)
+    options = {"profile": _PROFILE.value}
+    if _STEPS.value:
+        options["steps"] = _STEPS.value
     for name in _MODELS.value:
-        new = run_rows(name, _SETTINGS.value, _SOURCES.value, _NUM_SAMPLES.value, _QUICK.value)
+        new = run_rows(name, _SETTINGS.value, _SOURCES.value, _METHODS.value,
+                       _NUM_SAMPLES.value, _QUICK.value, options)
         # A rerun replaces the rows with the same key.
         keys = {(r["model"], r["backend"], r["bits"], r["method"], r["calibration"], r["quick"]) for r in new}
         results = [r for r in results if (r["model"], r["backend"], r["bits"], r["method"],

@@ -271,9 +271,9 @@ class _Builder:
             self._row(layer, "passthrough")
         return self._clone(layer, args, kwargs)
 
-    def _row(self, layer, status, reason="", **fields):
+    def _row(self, layer, status, reason="", name=None, **fields):
         self.rows.append(
-            LayerReport(layer.name, type(layer).__name__, status, reason, **fields)
+            LayerReport(name or layer.name, type(layer).__name__, status, reason, **fields)
         )
 
     def _clone(self, layer, args, kwargs):
@@ -316,14 +316,14 @@ class _Builder:
             p=self.config.weight_init_norm, weight_range=self.config.weight_range
         )
         self._row(
-            qlayer,
+            layer,
             "quantized",
             "" if position == "inner" else f"{position} layer",
             weight_bits=bits,
             input_bits=self.config.input_bits_for(position),
+            name=qlayer.name,
             weight_sqnr_db=sqnr_db(kernel, _hard_kernel(qlayer)),
         )
-        self.rows[-1].layer_type = type(layer).__name__
         return outputs
 
 
