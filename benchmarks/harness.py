@@ -43,7 +43,9 @@ _METHODS = flags.DEFINE_list(
     "methods", ["rtn"], "rtn (round to nearest, min/max ranges) and/or reconstruct (GENIE-M)."
 )
 _PROFILE = flags.DEFINE_enum("profile", "fast", ["fast", "paper"], "Reconstruction profile.")
-_STEPS = flags.DEFINE_integer("steps", 0, "Override the profile's steps per block (0: keep).")
+_OPTIONS = flags.DEFINE_list(
+    "options", [], "ReconstructionConfig overrides as key=value, e.g. steps=500,rounding_lr=0.01."
+)
 _QUICK = flags.DEFINE_bool("quick", False, "Smoke test: 1000 test images, 128 calibration images.")
 _RESULTS = flags.DEFINE_string(
     "results", os.path.join(_ROOT, "benchmarks", "results.json"), "JSON results file."
@@ -170,8 +172,9 @@ def main(argv):
         with open(_RESULTS.value) as f:
             results = json.load(f)
     options = {"profile": _PROFILE.value}
-    if _STEPS.value:
-        options["steps"] = _STEPS.value
+    for item in _OPTIONS.value:
+        key, _, value = item.partition("=")
+        options[key] = int(value) if value.isdigit() else float(value)
     for name in _MODELS.value:
         new = run_rows(name, _SETTINGS.value, _SOURCES.value, _METHODS.value,
                        _NUM_SAMPLES.value, _QUICK.value, options)
