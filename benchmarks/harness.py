@@ -91,8 +91,10 @@ def quantize_with(method, model, setting, images, options):
         ks.calibrate_activations(qmodel, images, max_samples=len(images), batch_size=128)
         seconds["quantize"] = time.time() - start
         start = time.time()
-        ks.reconstruct(qmodel, model, images, verbose=0, **options)
+        histories = ks.reconstruct(qmodel, model, images, verbose=0, **options)
         seconds["reconstruct"] = time.time() - start
+        total_steps = sum(len(h.epoch) * h.params["steps"] for h in histories)
+        seconds["steps_per_s"] = total_steps / seconds["reconstruct"]
     else:
         raise ValueError(f"Unknown method. Received: methods={method!r}")
     return qmodel, seconds
@@ -149,7 +151,11 @@ def write_table(results, path):
             continue
         base = fp.get((r["model"], r["backend"], r["quick"]))
         delta = "" if r["bits"] == "FP" or base is None else f"{100 * (r['top1'] - base):+.2f}"
-        stages = ", ".join(f"{k} {v:.1f}" for k, v in r["seconds"].items())
+        stages = ", ".join(
+            f"{k} {v:.1f}" for k, v in r["seconds"].items() if k != "steps_per_s"
+        )
+        if "steps_per_s" in r["seconds"]:
+            stages += f" ({r['seconds']['steps_per_s']:.0f} steps/s)"
         lines.append(
             f"| {r['model']} | {r['backend']} | {r['bits']} | {r['method']} | {r['calibration']} "
             f"| {100 * r['top1']:.2f} | {delta} | {stages} | {r['peak_mb']:.0f} |"

@@ -163,6 +163,7 @@ def reconstruct(
         trainer = BlockTrainer(block, config, seed=seed + index)
         data = _RandomBatches(fp_stream, q_stream, target, config, seed + index)
         histories.append(trainer.fit(data, epochs=1, verbose=verbose, callbacks=callbacks))
+        data.release()
         _set_block_mode(block, "hard", qdrop=0.0)
         q_stream = _run_block(block, q_stream, config.batch_size * 8)
         fp_stream = target
@@ -250,6 +251,11 @@ class _RandomBatches(keras.utils.PyDataset):
 
     def __len__(self):
         return self.config.steps
+
+    def release(self):
+        # TensorFlow's generator-backed dataset stays in a global registry after
+        # `fit`; dropping the arrays keeps that from holding a block's activations.
+        self.arrays, self.indices = None, None
 
     def __getitem__(self, index):
         idx = self.indices[index]

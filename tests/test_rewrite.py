@@ -105,6 +105,28 @@ class RewriteTest(TestCase):
         ks.set_mode(qmodel, "float")
         self.assertAllClose(qmodel(x), outer(x), atol=1e-5)
 
+    def test_concatenate_and_reshape_pass_through(self):
+        inputs = keras.Input((8, 8, 3))
+        a = layers.Conv2D(4, 3, padding="same", name="a")(inputs)
+        b = layers.Conv2D(4, 1, name="b")(inputs)
+        x = layers.Concatenate(name="cat")([layers.ReLU()(a), layers.ReLU()(b)])
+        x = layers.Conv2D(2, 1, name="c")(x)
+        x = layers.Reshape((8 * 8 * 2,), name="reshape")(x)
+        outputs = layers.Dense(3, name="d")(x)
+        model = keras.Model(inputs, outputs)
+        qmodel = ks.quantize_model(model)
+        statuses = {r.name: r.status for r in qmodel.quantization_report}
+        self.assertEqual(statuses["cat"], "passthrough")
+        self.assertEqual(statuses["reshape"], "passthrough")
+        # Both branches read the float input (first layers); the concatenation
+        # feeding `c` is quantized once.
+        by_position = {r.name: r.reason for r in qmodel.quantization_report.quantized_layers}
+        self.assertEqual(by_position, {"a": "first layer", "b": "first layer", "c": "", "d": "last layer"})
+        self.assertEqual(len(activation_quantizers(qmodel)), 2)
+        x = random_images(2, (8, 8, 3), scale=1.0)
+        ks.set_mode(qmodel, "float")
+        self.assertAllClose(qmodel(x), model(x), atol=1e-5)
+
     def test_unsupported_layer_kept_float(self):
         inputs = keras.Input((8, 8, 3))
         x = layers.Conv2D(4, 3, name="c1")(inputs)
