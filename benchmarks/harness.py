@@ -6,8 +6,9 @@
 Each row: a reference model, a bit setting, a calibration source and a
 method; it records top-1 accuracy on the 10 000 Fashion-MNIST test images,
 the seconds of each stage and the process's peak resident memory. Results
-are appended to a JSON file and the markdown table in docs/benchmarks.md is
-rewritten from all JSON results.
+are merged into a JSON file (a rerun replaces rows with the same key) and the
+markdown table in docs/benchmarks.md is rewritten from every
+`benchmarks/results*.json`.
 
 Calibration sources: `real` (the first N training images, never test data)
 and `gaussian` (N(0, 1) noise in the model's input space). Methods:
@@ -16,6 +17,7 @@ and `gaussian` (N(0, 1) noise in the model's input space). Methods:
 reconstruction with the chosen profile).
 """
 
+import glob
 import json
 import os
 import platform
@@ -46,6 +48,7 @@ _PROFILE = flags.DEFINE_enum("profile", "fast", ["fast", "paper"], "Reconstructi
 _OPTIONS = flags.DEFINE_list(
     "options", [], "ReconstructionConfig overrides as key=value, e.g. steps=500,rounding_lr=0.01."
 )
+_TABLE_ONLY = flags.DEFINE_bool("table_only", False, "Only rewrite the table from the JSON files.")
 _QUICK = flags.DEFINE_bool("quick", False, "Smoke test: 1000 test images, 128 calibration images.")
 _RESULTS = flags.DEFINE_string(
     "results", os.path.join(_ROOT, "benchmarks", "results.json"), "JSON results file."
@@ -139,8 +142,13 @@ def options_label(options):
     return ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
 
 
+def row_key(row):
+    return (row["model"], row["backend"], row["bits"], row["method"], row["calibration"], row["quick"])
+
+
 def write_table(results, path):
     """Rewrite the results section of the markdown file from all JSON rows."""
+    results = list({row_key(r): r for r in results}.values())
     lines = [
         "| model | backend | bits | method | calibration | top-1 % | Δ vs FP | seconds (stages) | peak MB |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -177,6 +185,8 @@ def main(argv):
     if os.path.exists(_RESULTS.value):
         with open(_RESULTS.value) as f:
             results = json.load(f)
+    if _TABLE_ONLY.value:
+        _MODELS.value = []
     options = {"profile": _PROFILE.value}
     for item in _OPTIONS.value:
         key, _, value = item.partition("=")
@@ -185,12 +195,17 @@ def main(argv):
         new = run_rows(name, _SETTINGS.value, _SOURCES.value, _METHODS.value,
                        _NUM_SAMPLES.value, _QUICK.value, options)
         # A rerun replaces the rows with the same key.
-        keys = {(r["model"], r["backend"], r["bits"], r["method"], r["calibration"], r["quick"]) for r in new}
-        results = [r for r in results if (r["model"], r["backend"], r["bits"], r["method"],
-                                          r["calibration"], r["quick"]) not in keys] + new
+        keys = {row_key(r) for r in new}
+        results = [r for r in results if row_key(r) not in keys] + new
     with open(_RESULTS.value, "w") as f:
         json.dump(results, f, indent=1)
-    write_table(results, _TABLE.value)
+    # The table shows every results*.json beside this one (parallel runs each
+    # write their own file).
+    every = []
+    for path in sorted(glob.glob(os.path.join(os.path.dirname(_RESULTS.value), "results*.json"))):
+        with open(path) as f:
+            every.extend(json.load(f))
+    write_table(every, _TABLE.value)
     print(f"wrote {_RESULTS.value} and {_TABLE.value}")
 
 
