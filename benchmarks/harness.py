@@ -148,7 +148,12 @@ def row_key(row):
 
 def write_table(results, path):
     """Rewrite the results section of the markdown file from all JSON rows."""
-    results = list({row_key(r): r for r in results}.values())
+    order = {name: i for i, name in enumerate(["FP", *BITS])}
+    results = sorted(
+        {row_key(r): r for r in results}.values(),
+        key=lambda r: (r["model"], r["backend"], r["bits"] != "FP", r["method"],
+                       r["calibration"], order.get(r["bits"], 99)),
+    )
     lines = [
         "| model | backend | bits | method | calibration | top-1 % | Δ vs FP | seconds (stages) | peak MB |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -185,13 +190,12 @@ def main(argv):
     if os.path.exists(_RESULTS.value):
         with open(_RESULTS.value) as f:
             results = json.load(f)
-    if _TABLE_ONLY.value:
-        _MODELS.value = []
+    models = [] if _TABLE_ONLY.value else _MODELS.value
     options = {"profile": _PROFILE.value}
     for item in _OPTIONS.value:
         key, _, value = item.partition("=")
         options[key] = int(value) if value.isdigit() else float(value)
-    for name in _MODELS.value:
+    for name in models:
         new = run_rows(name, _SETTINGS.value, _SOURCES.value, _METHODS.value,
                        _NUM_SAMPLES.value, _QUICK.value, options)
         # A rerun replaces the rows with the same key.
