@@ -1,5 +1,4 @@
 import keras
-import numpy as np
 from absl.testing import parameterized
 from keras import layers
 
@@ -8,7 +7,6 @@ from keras_sagdq.graph.blocks import find_blocks
 from tests.test_case import TestCase
 from tests.test_case import random_images
 from tests.test_case import tiny_resnet
-from tests.test_case import to_numpy
 
 
 def _block_summary(model):

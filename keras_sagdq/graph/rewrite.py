@@ -9,10 +9,10 @@ branch and its shortcut.
 """
 
 import keras
-import numpy as np
 from keras import ops
 from keras import tree
 
+from keras_sagdq.calibration import calibrate_activations
 from keras_sagdq.config import QuantConfig
 from keras_sagdq.graph import bn_folding
 from keras_sagdq.graph import tracing
@@ -86,8 +86,6 @@ def quantize_model(model, config=None, calibration_data=None):
     qmodel, rows = _Builder(graph, plan, config).build(model.name + "_quantized")
     qmodel.quantization_report = QuantizationReport(rows)
     if calibration_data is not None:
-        from keras_sagdq.calibration import calibrate_activations
-
         calibrate_activations(qmodel, calibration_data)
     return qmodel
 
@@ -143,7 +141,11 @@ class _Plan:
         for step in graph.steps:
             if not isinstance(step.layer, keras.layers.BatchNormalization):
                 continue
-            reason = self._fold_blocker(step, producers, consumers, config)
+            reason = (
+                "shared layer (called more than once)"
+                if layer_calls[id(step.layer)] > 1
+                else self._fold_blocker(step, producers, consumers, config)
+            )
             if reason:
                 self.float_reason[id(step)] = reason
             else:

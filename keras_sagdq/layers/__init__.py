@@ -5,8 +5,6 @@ from keras_sagdq.layers.quantized_weights import QuantConv2D
 from keras_sagdq.layers.quantized_weights import QuantDense
 from keras_sagdq.layers.quantized_weights import QuantDepthwiseConv2D
 from keras_sagdq.layers.quantized_weights import WeightQuantization
-
-QUANTIZER_LAYERS = (ActivationQuantizer, QuantConv2D, QuantDense, QuantDepthwiseConv2D)
 from keras_sagdq.layers.modes import activation_quantizers
 from keras_sagdq.layers.modes import set_mode
 from keras_sagdq.layers.modes import weight_layers
