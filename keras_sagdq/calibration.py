@@ -4,6 +4,7 @@ import keras
 import numpy as np
 
 from keras_sagdq.layers import activation_quantizers
+from keras_sagdq.layers import quantization_off
 
 _VALUES_PER_BATCH = 1 << 16
 
@@ -43,22 +44,13 @@ def calibrate_activations(
     if not quantizers:
         return
     probe = keras.Model(qmodel.input, [q.input for q in quantizers])
-    modes = {}
-    for layer in qmodel.layers:
-        if hasattr(layer, "mode"):
-            modes[layer.name] = layer.mode
-            layer.mode = "float"
     rng = np.random.default_rng(seed)
     samples = [[] for _ in quantizers]
-    try:
+    with quantization_off(qmodel):
         for start in range(0, len(images), batch_size):
             outputs = probe(images[start : start + batch_size], training=False)
             for kept, value in zip(samples, outputs):
                 kept.append(_subsample(keras.ops.convert_to_numpy(value), rng))
-    finally:
-        for layer in qmodel.layers:
-            if layer.name in modes:
-                layer.mode = modes[layer.name]
     for quantizer, kept in zip(quantizers, samples):
         quantizer.initialize(np.concatenate(kept), method=method)
     qmodel.predict_function = None

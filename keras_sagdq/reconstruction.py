@@ -32,6 +32,7 @@ from keras_sagdq import backend
 from keras_sagdq.calibration import calibrate_activations
 from keras_sagdq.graph.blocks import find_blocks
 from keras_sagdq.layers import activation_quantizers
+from keras_sagdq.layers import quantization_off
 from keras_sagdq.layers import set_mode
 
 
@@ -280,14 +281,8 @@ def _run_block(block, inputs, batch_size):
 
 
 def _check_twin(qmodel, fp_model, images):
-    modes = {l.name: l.mode for l in qmodel.layers if hasattr(l, "mode")}
-    set_mode(qmodel, "float")
-    try:
+    with quantization_off(qmodel):
         twin = ops.convert_to_numpy(qmodel(images))
-    finally:
-        for layer in qmodel.layers:
-            if layer.name in modes:
-                layer.mode = modes[layer.name]
     reference = ops.convert_to_numpy(fp_model(images))
     if twin.shape != reference.shape or not np.allclose(twin, reference, atol=1e-3, rtol=1e-3):
         raise ValueError(

@@ -1,5 +1,7 @@
 """Switch every quantizer layer of a model between float, soft and hard."""
 
+import contextlib
+
 from keras_sagdq.layers.activation_quantizer import ActivationQuantizer
 from keras_sagdq.layers.activation_quantizer import check_mode
 from keras_sagdq.layers.quantized_weights import WeightQuantization
@@ -44,3 +46,26 @@ def set_mode(model, weights, activations=None):
     model.predict_function = None
     model.train_function = None
     model.test_function = None
+
+
+@contextlib.contextmanager
+def quantization_off(model):
+    """Run every quantizer layer of `model` in float mode inside the block.
+
+    The previous modes come back on exit, also after an error.
+
+    Example:
+
+    >>> with quantization_off(qmodel):
+    ...     float_outputs = qmodel(images)
+    """
+    layers = [l for l in model.layers if hasattr(l, "mode")]
+    modes = [l.mode for l in layers]
+    for layer in layers:
+        layer.mode = "float"
+    try:
+        yield model
+    finally:
+        for layer, mode in zip(layers, modes):
+            layer.mode = mode
+        model.predict_function = None
