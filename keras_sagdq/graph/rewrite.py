@@ -123,11 +123,11 @@ class _Plan:
         self.float_reason = {}  # id(step) -> reason
         for step in graph.steps:
             layer = step.layer
-            if type(layer) in _QUANTIZED_TYPE:
+            if layer.weights and layer_calls[id(layer)] > 1:
+                self.float_reason[id(step)] = "shared layer (called more than once)"
+            elif type(layer) in _QUANTIZED_TYPE:
                 if layer.name in config.skip_layers:
                     self.float_reason[id(step)] = "listed in skip_layers"
-                elif layer_calls[id(layer)] > 1:
-                    self.float_reason[id(step)] = "shared layer (called more than once)"
                 else:
                     self.quantized[id(step)] = step
             elif layer.weights and not isinstance(layer, keras.layers.BatchNormalization):
@@ -141,11 +141,9 @@ class _Plan:
         for step in graph.steps:
             if not isinstance(step.layer, keras.layers.BatchNormalization):
                 continue
-            reason = (
-                "shared layer (called more than once)"
-                if layer_calls[id(step.layer)] > 1
-                else self._fold_blocker(step, producers, consumers, config)
-            )
+            if id(step) in self.float_reason:  # shared
+                continue
+            reason = self._fold_blocker(step, producers, consumers, config)
             if reason:
                 self.float_reason[id(step)] = reason
             else:
@@ -153,7 +151,7 @@ class _Plan:
                 self.folded_into[id(step)] = producer
                 self.folded_bn[id(producer)] = step
 
-        self.position = self._positions(producers, consumers)
+        self.position = self._positions(consumers)
         # Bits of each quantized tensor: the most any quantized consumer needs.
         self.tensor_bits = {}
         for step in self.quantized.values():
@@ -178,7 +176,7 @@ class _Plan:
             return f"the output of {producer.layer.name!r} has other consumers"
         return ""
 
-    def _positions(self, producers, consumers):
+    def _positions(self, consumers):
         """'first' / 'last' / 'inner' for each quantized step."""
         # Forward: does a quantized layer lie upstream of the tensor?
         after_quantized = {i: False for i in self.graph.inputs}
