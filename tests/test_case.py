@@ -23,6 +23,13 @@ class TestCase(parameterized.TestCase):
         self.addCleanup(shutil.rmtree, path, ignore_errors=True)
         return path
 
+    def assertFloatTwin(self, qmodel, model, x, atol=1e-5, rtol=1e-6):
+        """With quantization off, `qmodel` computes what `model` computes."""
+        import keras_sagdq
+
+        keras_sagdq.set_mode(qmodel, "float")
+        self.assertAllClose(qmodel(x), model(x), atol=atol, rtol=rtol)
+
     def assertAllClose(self, actual, expected, atol=1e-6, rtol=1e-6):
         np.testing.assert_allclose(
             to_numpy(actual), to_numpy(expected), atol=atol, rtol=rtol

@@ -38,8 +38,7 @@ class RewriteTest(TestCase):
     def test_float_mode_matches_original(self):
         qmodel = ks.quantize_model(self.model)
         ks.calibrate_activations(qmodel, self.images)
-        ks.set_mode(qmodel, "float")
-        self.assertAllClose(qmodel(self.images), self.model(self.images), atol=1e-4, rtol=1e-4)
+        self.assertFloatTwin(qmodel, self.model, self.images, atol=1e-4, rtol=1e-4)
         ks.set_mode(qmodel, "hard")
         diff = np.abs(to_numpy(qmodel(self.images)) - to_numpy(self.model(self.images)))
         self.assertGreater(diff.max(), 1e-4)
@@ -102,8 +101,7 @@ class RewriteTest(TestCase):
         names = [r.name for r in qmodel.quantization_report.quantized_layers]
         self.assertEqual(len(names), 2)
         x = random_images(4, (8, 8, 2), scale=1.0)
-        ks.set_mode(qmodel, "float")
-        self.assertAllClose(qmodel(x), outer(x), atol=1e-5)
+        self.assertFloatTwin(qmodel, outer, x)
 
     def test_concatenate_and_reshape_pass_through(self):
         inputs = keras.Input((8, 8, 3))
@@ -124,8 +122,7 @@ class RewriteTest(TestCase):
         self.assertEqual(by_position, {"a": "first layer", "b": "first layer", "c": "", "d": "last layer"})
         self.assertEqual(len(activation_quantizers(qmodel)), 2)
         x = random_images(2, (8, 8, 3), scale=1.0)
-        ks.set_mode(qmodel, "float")
-        self.assertAllClose(qmodel(x), model(x), atol=1e-5)
+        self.assertFloatTwin(qmodel, model, x)
 
     def test_unsupported_layer_kept_float(self):
         inputs = keras.Input((8, 8, 3))
@@ -139,8 +136,7 @@ class RewriteTest(TestCase):
         self.assertEqual(sorted(reasons), ["ln", "sep"])
         self.assertIn("SeparableConv2D is not a supported layer type", reasons["sep"])
         x = random_images(2, (8, 8, 3), scale=1.0)
-        ks.set_mode(qmodel, "float")
-        self.assertAllClose(qmodel(x), model(x), atol=1e-5)
+        self.assertFloatTwin(qmodel, model, x)
 
     def test_bn_after_activation_not_folded(self):
         inputs = keras.Input((6, 6, 2))
@@ -153,8 +149,7 @@ class RewriteTest(TestCase):
         self.assertEqual(row.name, "bn")
         self.assertIn("nonlinear activation", row.reason)
         x = random_images(2, (6, 6, 2), scale=1.0)
-        ks.set_mode(qmodel, "float")
-        self.assertAllClose(qmodel(x), model(x), atol=1e-5)
+        self.assertFloatTwin(qmodel, model, x)
 
     def test_saving_round_trip(self):
         qmodel = ks.quantize_model(self.model, ks.QuantConfig(3, 3))
@@ -223,8 +218,7 @@ class ApplicationsTest(TestCase):
         self.assertEqual(report.float_layers, [])
         self.assertEqual(len(weight_layers(qmodel)), num_quantized)
         x = np.random.default_rng(0).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
-        ks.set_mode(qmodel, "float")
-        self.assertAllClose(qmodel(x), model(x), atol=1e-4)
+        self.assertFloatTwin(qmodel, model, x, atol=1e-4)
 
 
 class WeightRangeTest(TestCase):
