@@ -25,3 +25,6 @@ __version__ = "0.1.0"
 
 from keras_sagdq.reconstruction import ReconstructionConfig  # noqa: E402
 from keras_sagdq.reconstruction import reconstruct  # noqa: E402
+from keras_sagdq.synthesis import SynthesisConfig  # noqa: E402
+from keras_sagdq.synthesis import save_image_grid  # noqa: E402
+from keras_sagdq.synthesis import synthesize  # noqa: E402

@@ -9,8 +9,6 @@ weights (pooling, a lone activation quantizer) join the block before them.
 
 import dataclasses
 
-from keras import tree
-
 from keras_sagdq.graph import tracing
 from keras_sagdq.layers import ActivationQuantizer
 from keras_sagdq.layers import WeightQuantization
@@ -61,7 +59,7 @@ def run_steps(steps, tensors, output_id, training=False):
     """Replay `steps` from the given `{tensor id: value}` and return `output_id`."""
     tensors = dict(tensors)
     for step in steps:
-        args, kwargs = _fill(step, tensors)
+        args, kwargs = tracing.fill_arguments(step, tensors)
         # Only the quantizers train (QDrop); Dropout or a float BatchNorm
         # must keep their inference behaviour during calibration.
         if training and isinstance(step.layer, ActivationQuantizer):
@@ -71,13 +69,6 @@ def run_steps(steps, tensors, output_id, training=False):
         for i, y in zip(step.outputs, outputs):
             tensors[i] = y
     return tensors[output_id]
-
-
-def _fill(step, tensors):
-    return tree.map_structure(
-        lambda x: tensors[x.id] if isinstance(x, tracing.TensorRef) else x,
-        (step.args, step.kwargs),
-    )
 
 
 def _has_weights(steps):

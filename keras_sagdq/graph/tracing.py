@@ -119,3 +119,11 @@ def _trace_call(layer, args, kwargs, num_outputs, steps, counter):
     outputs = [next(counter) for _ in range(num_outputs)]
     steps.append(Step(layer, tuple(args), dict(kwargs), outputs))
     return outputs
+
+
+def fill_arguments(step, tensors):
+    """`(args, kwargs)` of `step` with each `TensorRef` replaced from `tensors`."""
+    return tree.map_structure(
+        lambda x: tensors[x.id] if isinstance(x, TensorRef) else x,
+        (step.args, step.kwargs),
+    )

@@ -1,0 +1,93 @@
+"""Saved synthesis batches: one `.npy` per finished batch plus a settings file.
+
+A rerun with the same settings loads the finished batches and synthesizes
+only the missing ones, so an interrupted run loses at most one batch.
+Files are written to a temporary name and renamed, so a crash never leaves a
+half-written batch; they are read without pickle.
+"""
+
+import json
+import os
+
+import numpy as np
+
+_SETTINGS = "synthesis.json"
+
+
+class BatchStore:
+    """A directory of synthesized batches made with one set of settings.
+
+    Args:
+        directory: where the batches live (created if missing).
+        settings: JSON-serializable dict describing how the batches are made;
+            it must equal the one stored there, if any.
+
+    Raises:
+        ValueError: if the directory holds batches made with other settings.
+    """
+
+    def __init__(self, directory, settings):
+        self.directory = os.fspath(directory)
+        os.makedirs(self.directory, exist_ok=True)
+        path = os.path.join(self.directory, _SETTINGS)
+        settings = json.loads(json.dumps(settings))
+        if os.path.exists(path):
+            try:
+                with open(path) as f:
+                    stored = json.load(f)
+            except (OSError, ValueError) as error:
+                raise ValueError(
+                    f"Cannot read the synthesis settings file {path!r} ({error}); delete "
+                    f"the directory or use another one. Received: directory={self.directory!r}"
+                ) from None
+            differences = sorted(
+                k for k in set(stored) | set(settings) if stored.get(k) != settings.get(k)
+            )
+            if differences:
+                detail = "; ".join(
+                    f"{k}: stored {stored.get(k)!r}, now {settings.get(k)!r}" for k in differences
+                )
+                raise ValueError(
+                    f"Directory {self.directory!r} holds images synthesized with other "
+                    f"settings ({detail}). Use another directory, or delete it to start "
+                    f"over. Received: directory={self.directory!r}"
+                )
+        else:
+            _write_atomically(path, lambda f: f.write(json.dumps(settings, indent=1).encode()))
+
+    def path(self, index):
+        return os.path.join(self.directory, f"batch_{index:05d}.npy")
+
+    def load(self, index, shape):
+        """The saved batch `index`, or None if it is not there yet.
+
+        Raises:
+            ValueError: if the file exists but is unreadable or has the wrong
+                shape (it is left in place for the user to inspect).
+        """
+        path = self.path(index)
+        if not os.path.exists(path):
+            return None
+        try:
+            images = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise ValueError(
+                f"Saved batch {path!r} is unreadable ({error}); delete it to "
+                "synthesize that batch again."
+            ) from None
+        if images.shape != tuple(shape) or images.dtype != np.float32:
+            raise ValueError(
+                f"Saved batch {path!r} has shape {images.shape} and dtype {images.dtype}, "
+                f"expected {tuple(shape)} float32; delete it to synthesize that batch again."
+            )
+        return images
+
+    def save(self, index, images):
+        _write_atomically(self.path(index), lambda f: np.save(f, images, allow_pickle=False))
+
+
+def _write_atomically(path, write):
+    temporary = path + ".partial"
+    with open(temporary, "wb") as f:
+        write(f)
+    os.replace(temporary, path)

@@ -1,0 +1,277 @@
+"""`synthesize`: calibration images from a model's BatchNorm statistics, no data.
+
+Methods:
+- `genie` (GENIE-D): per batch, a fresh generator and latents trained so
+  that every BatchNorm's input statistics match its running statistics,
+  with swing shifts before strided convolutions and an input prior.
+- `zeroq`: the pixels themselves are optimized, with per-image statistics.
+- `gaussian`: N(0, 1) in the model's standardized input space, the naive
+  baseline.
+
+Reference:
+    - [Jeon et al., 2023. GENIE](https://arxiv.org/abs/2212.04780)
+    - [Cai et al., 2020. ZeroQ](https://arxiv.org/abs/2001.00281)
+"""
+
+import dataclasses
+import math
+
+import keras
+import numpy as np
+
+from keras_sagdq.synthesis.probe import BatchNormProbe
+from keras_sagdq.synthesis.probe import input_normalization
+from keras_sagdq.synthesis.storage import BatchStore
+from keras_sagdq.synthesis.trainer import SynthesisTrainer
+
+METHODS = ("genie", "zeroq", "gaussian")
+
+
+@dataclasses.dataclass
+class SynthesisConfig:
+    """Hyperparameters of image synthesis (per batch).
+
+    Args:
+        steps: optimization steps per batch.
+        batch_size: images per batch (BatchNorm statistics are matched over
+            a batch).
+        generator: True for GENIE-D (train a generator and its latents);
+            False optimizes the pixels (ZeroQ).
+        latent_dim: size of each latent vector.
+        latent_lr: initial Adam rate of the latents (or the pixels).
+        plateau_patience: steps without a 1e-4 relative improvement of the
+            loss before the latent rate is scaled by `plateau_factor`.
+        plateau_factor: scaling of the latent rate on a plateau.
+        min_latent_lr: the latent rate never falls below this.
+        generator_lr: initial Adam rate of the generator.
+        generator_decay: factor applied to the generator rate every
+            `generator_decay_steps` steps.
+        generator_decay_steps: see `generator_decay`.
+        prior_weight: weight of the input prior (0 turns it off).
+        swing: shift the input of every strided convolution by up to one pixel.
+        per_sample: match statistics per image instead of per batch.
+    """
+
+    steps: int = 4000
+    batch_size: int = 128
+    generator: bool = True
+    latent_dim: int = 256
+    latent_lr: float = 0.1
+    plateau_patience: int = 100
+    plateau_factor: float = 0.1
+    min_latent_lr: float = 1e-4
+    generator_lr: float = 0.01
+    generator_decay: float = 0.95
+    generator_decay_steps: int = 100
+    prior_weight: float = 1.0
+    swing: bool = True
+    per_sample: bool = False
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "latent_dim", "generator_decay_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+        for name in ("latent_lr", "generator_lr", "min_latent_lr"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise ValueError(f"`{name}` must be positive. Received: {name}={value!r}")
+        if self.prior_weight < 0:
+            raise ValueError(f"`prior_weight` must be >= 0. Received: prior_weight={self.prior_weight!r}")
+
+
+_ZEROQ = dict(generator=False, latent_lr=0.5, prior_weight=0.0, swing=False, per_sample=True)
+PROFILES = {
+    ("genie", "paper"): SynthesisConfig(),
+    ("zeroq", "paper"): SynthesisConfig(steps=500, **_ZEROQ),
+    # Chosen by measurement on the Fashion-MNIST reference models (docs/benchmarks.md).
+    ("genie", "fast"): SynthesisConfig(steps=500),
+    ("zeroq", "fast"): SynthesisConfig(steps=500, **_ZEROQ),
+}
+
+
+def synthesis_config(method="genie", profile="fast", **overrides):
+    """The `SynthesisConfig` of a method and profile, with keyword overrides.
+
+    Raises:
+        ValueError: on an unknown method or profile, or an override that is
+            not a field.
+    """
+    if method not in ("genie", "zeroq"):
+        raise ValueError(f"`method` must be 'genie' or 'zeroq'. Received: method={method!r}")
+    if (method, profile) not in PROFILES:
+        raise ValueError(f"`profile` must be 'fast' or 'paper'. Received: profile={profile!r}")
+    fields = {f.name for f in dataclasses.fields(SynthesisConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(
+            f"Unknown synthesis option(s) {unknown}; valid: {sorted(fields)}. "
+            f"Received: {', '.join(f'{k}={overrides[k]!r}' for k in unknown)}"
+        )
+    return dataclasses.replace(PROFILES[(method, profile)], **overrides)
+
+
+def synthesize(
+    model,
+    num_samples=1024,
+    method="genie",
+    profile="fast",
+    seed=0,
+    directory=None,
+    verbose="auto",
+    callbacks=None,
+    input_mean=None,
+    input_std=None,
+    **options,
+):
+    """Synthesize calibration images from a trained model, without data.
+
+    Images are made batch by batch; each batch is optimized by
+    `SynthesisTrainer.fit` (progress bar, callbacks and a `History` as
+    usual). With `directory`, each finished batch is saved there at once and
+    a rerun with the same arguments reuses them, so an interrupted run picks
+    up where it stopped. Batch `i` depends only on `seed` and `i`, so a
+    resumed run gives the same images as an uninterrupted one.
+
+    The model's input space is described by a per-channel `mean` and `std`:
+    synthetic images are `mean + std * z` with `z` standardized. They are read
+    from leading `Rescaling` / `Normalization` layers (`input_normalization`);
+    for a model that takes raw pixels without such layers, pass them, e.g.
+    `input_mean=127.5, input_std=64.0` for [0, 255] inputs.
+
+    Args:
+        model: a trained Sequential or Functional image classifier with
+            BatchNormalization layers (not modified).
+        num_samples: number of images.
+        method: `"genie"`, `"zeroq"` or `"gaussian"`.
+        profile: `"fast"` or `"paper"` (the published step counts).
+        seed: seed of everything random; batch `i` uses a seed derived from
+            `(seed, i)`.
+        directory: optional path; finished batches are saved there and
+            reused by a rerun with the same settings.
+        verbose: `fit` verbosity (0, 1, 2 or "auto"); also prints which batch
+            is running.
+        callbacks: Keras callbacks passed to each batch's `fit`.
+        input_mean: per-channel mean of the input space (float or list);
+            default: inferred.
+        input_std: per-channel std of the input space; default: inferred.
+        **options: any `SynthesisConfig` field, e.g. `steps=200`.
+
+    Returns:
+        float32 numpy array `(num_samples, H, W, C)` in the model's input space.
+
+    Raises:
+        TypeError: for a subclassed model.
+        ValueError: for bad arguments, a model without BatchNormalization,
+            or a `directory` holding batches made with other settings.
+        FloatingPointError: if the loss becomes NaN or infinite (names the
+            batch and step).
+
+    Example:
+
+    >>> model = ks.models.load_reference_model("resnet20_fashion_mnist")
+    >>> images = ks.synthesize(model, num_samples=256, method="genie",
+    ...                        directory="synthetic/resnet20", seed=0)
+    >>> images.shape
+    (256, 28, 28, 1)
+
+    Reference:
+        - [Jeon et al., 2023. GENIE](https://arxiv.org/abs/2212.04780)
+        - [Cai et al., 2020. ZeroQ](https://arxiv.org/abs/2001.00281)
+    """
+    if method not in METHODS:
+        raise ValueError(f"`method` must be one of {METHODS}. Received: method={method!r}")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"`num_samples` must be a positive integer. Received: num_samples={num_samples!r}")
+    mean, std = _input_space(model, input_mean, input_std)
+    image_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    if method == "gaussian":
+        if options:
+            raise ValueError(f"method='gaussian' takes no options. Received: {sorted(options)}")
+        rng = np.random.default_rng(seed)
+        noise = rng.standard_normal((num_samples, *image_shape))
+        return (mean + std * noise).astype(np.float32)
+
+    config = synthesis_config(method, profile, **options)
+    probe = BatchNormProbe(model)
+    store = None
+    if directory is not None:
+        settings = dict(
+            method=method,
+            seed=seed,
+            config=dataclasses.asdict(config),
+            image_shape=image_shape,
+            input_mean=mean.tolist(),
+            input_std=std.tolist(),
+            model=probe.fingerprint(),
+        )
+        store = BatchStore(directory, settings)
+    num_batches = math.ceil(num_samples / config.batch_size)
+    batches = []
+    for index in range(num_batches):
+        size = min(config.batch_size, num_samples - index * config.batch_size)
+        images = store.load(index, (size, *image_shape)) if store else None
+        if images is None:
+            if verbose:
+                print(f"Synthesis batch {index + 1}/{num_batches} ({method}, {size} images)")
+            images = _synthesize_batch(
+                model, config, size, mean, std, _batch_seed(seed, index), index, verbose, callbacks
+            )
+            if store:
+                store.save(index, images)
+        batches.append(images)
+    return np.concatenate(batches)
+
+
+def _synthesize_batch(model, config, size, mean, std, seed, index, verbose, callbacks):
+    probe = BatchNormProbe(model, swing=config.swing, seed=seed)
+    trainer = SynthesisTrainer(probe, config, size, mean, std, seed=seed)
+    steps = np.zeros((config.steps, 1), np.float32)
+    callbacks = [_StopOnNonFinite(index)] + list(callbacks or [])
+    trainer.fit(steps, batch_size=1, epochs=1, shuffle=False, verbose=verbose, callbacks=callbacks)
+    images = trainer.images()
+    if not np.all(np.isfinite(images)):
+        raise FloatingPointError(f"Synthesis batch {index} produced non-finite images.")
+    return images
+
+
+class _StopOnNonFinite(keras.callbacks.Callback):
+    """Stops synthesis with an error naming the batch and step of a bad loss."""
+
+    def __init__(self, index):
+        super().__init__()
+        self.index = index
+
+    def on_train_batch_end(self, step, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"Synthesis loss became {loss} at batch {self.index}, step {step + 1}. "
+                "Check the model's BatchNorm statistics for NaN/inf values, or lower "
+                "`latent_lr` / `generator_lr`."
+            )
+
+
+def _batch_seed(seed, index):
+    # Small enough that the seeds derived from it (x1000 in the probe) fit
+    # the int32 seeds of Keras' torch backend.
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0] % 2**20)
+
+
+def _input_space(model, input_mean, input_std):
+    mean, std = input_normalization(model)
+    channels = mean.shape[0]
+    for name, value in (("input_mean", input_mean), ("input_std", input_std)):
+        if value is None:
+            continue
+        array = np.asarray(value, np.float32).reshape(-1)
+        if array.size not in (1, channels) or not np.all(np.isfinite(array)):
+            raise ValueError(
+                f"`{name}` must be a finite number or one per channel ({channels}). "
+                f"Received: {name}={value!r}"
+            )
+        if name == "input_std" and np.any(array <= 0):
+            raise ValueError(f"`input_std` must be positive. Received: input_std={value!r}")
+        array = np.broadcast_to(array, (channels,)).astype(np.float32)
+        mean, std = (array, std) if name == "input_mean" else (mean, array)
+    return mean, std

@@ -1,0 +1,121 @@
+"""The synthesis optimization as a Keras model: `fit` drives one batch of images."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_sagdq import backend
+from keras_sagdq.synthesis.generator import build_generator
+from keras_sagdq.synthesis.losses import bn_statistics_loss
+from keras_sagdq.synthesis.losses import input_prior_loss
+
+
+class SynthesisTrainer(keras.Model):
+    """Optimizes one batch of synthetic images against a `BatchNormProbe`.
+
+    With a generator (GENIE-D), the trainable state is a fresh generator and
+    its latents; without (ZeroQ), the standardized pixels themselves. The
+    latents (or pixels) use Adam with reduce-on-plateau on the loss; the
+    generator uses Adam with a staircase exponential decay.
+
+    Not a model to call: `fit` runs `train_step` once per step (the data it
+    is given is ignored); `images()` returns the current batch.
+
+    Args:
+        probe: the `BatchNormProbe` of the float model.
+        config: a `SynthesisConfig`.
+        batch_size: images in this batch.
+        input_mean: per-channel mean of the model's input space.
+        input_std: per-channel std of the model's input space.
+        seed: seed of the generator, the latents or pixels.
+    """
+
+    def __init__(self, probe, config, batch_size, input_mean, input_std, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        self._probe = probe
+        self._config = config
+        self._input_mean = ops.convert_to_tensor(input_mean, "float32")
+        self._input_std = ops.convert_to_tensor(input_std, "float32")
+        self._means = [ops.convert_to_tensor(m) for m in probe.means]
+        self._stds = [ops.convert_to_tensor(s) for s in probe.stds]
+        image_shape = tuple(probe.model.inputs[0].shape[1:])
+        rng = np.random.default_rng(seed)
+        if config.generator:
+            self.generator = build_generator(image_shape, config.latent_dim, seed=seed)
+            self.codes = keras.Variable(
+                rng.standard_normal((batch_size, config.latent_dim)).astype("float32"),
+                name="latents",
+            )
+            self._groups = [[self.codes], list(self.generator.trainable_variables)]
+            decay = keras.optimizers.schedules.ExponentialDecay(
+                config.generator_lr,
+                config.generator_decay_steps,
+                config.generator_decay,
+                staircase=True,
+            )
+            self._optimizers = [
+                keras.optimizers.Adam(config.latent_lr),
+                keras.optimizers.Adam(decay),
+            ]
+        else:
+            self.generator = None
+            self.codes = keras.Variable(
+                rng.standard_normal((batch_size, *image_shape)).astype("float32"),
+                name="pixels",
+            )
+            self._groups = [[self.codes]]
+            self._optimizers = [keras.optimizers.Adam(config.latent_lr)]
+        for optimizer, group in zip(self._optimizers, self._groups):
+            optimizer.build(group)
+        self._best = keras.Variable(np.inf, trainable=False, name="plateau_best")
+        self._bad_steps = keras.Variable(0.0, trainable=False, name="plateau_bad_steps")
+        self.compile(jit_compile=False)
+        self.built = True
+
+    def _standardized(self):
+        if self.generator is None:
+            return self.codes.value
+        return self.generator(self.codes.value, training=True)
+
+    def images(self):
+        """The current batch in the model's input space, as numpy float32."""
+        standardized = self._standardized()
+        return ops.convert_to_numpy(standardized * self._input_std + self._input_mean)
+
+    def _reduce_on_plateau(self, loss):
+        # PyTorch's ReduceLROnPlateau rule: a relative improvement of 1e-4
+        # resets the count; after `patience` steps without one, scale the rate.
+        c = self._config
+        improved = loss < self._best * (1.0 - 1e-4)
+        self._best.assign(ops.where(improved, loss, self._best))
+        bad_steps = ops.where(improved, 0.0, self._bad_steps + 1.0)
+        reduce = bad_steps > c.plateau_patience
+        rate = self._optimizers[0].learning_rate
+        rate.assign(ops.where(reduce, ops.maximum(rate * c.plateau_factor, c.min_latent_lr), rate))
+        self._bad_steps.assign(ops.where(reduce, 0.0, bad_steps))
+
+    def train_step(self, data):
+        parts = {}
+
+        def loss_fn():
+            standardized = self._standardized()
+            images = standardized * self._input_std + self._input_mean
+            _, bn_inputs = self._probe(images)
+            parts["bn"] = bn_statistics_loss(
+                bn_inputs, self._means, self._stds, per_sample=self._config.per_sample
+            )
+            loss = parts["bn"]
+            if self._config.prior_weight:
+                parts["prior"] = input_prior_loss(standardized)
+                loss = loss + self._config.prior_weight * parts["prior"]
+            return loss
+
+        variables = [v for group in self._groups for v in group]
+        loss, grads = backend.value_and_grad(loss_fn, variables)
+        start = 0
+        for optimizer, group in zip(self._optimizers, self._groups):
+            optimizer.apply(grads[start : start + len(group)], group)
+            start += len(group)
+        loss = ops.stop_gradient(loss)
+        self._reduce_on_plateau(loss)
+        return {"loss": loss, **parts, "latent_lr": self._optimizers[0].learning_rate}
