@@ -10,8 +10,11 @@ are merged into a JSON file (a rerun replaces rows with the same key) and the
 markdown table in docs/benchmarks.md is rewritten from every
 `benchmarks/results*.json`.
 
-Calibration sources: `real` (the first N training images, never test data)
-and `gaussian` (N(0, 1) noise in the model's input space). Methods:
+Calibration sources: `real` (the first N training images, never test data),
+`gaussian` (N(0, 1) noise in the model's standardized input space, i.e.
+Fashion-MNIST pixel mean + std * noise), and `genie` / `zeroq` (images
+synthesized from the model's BatchNorm statistics by `ks.synthesize`, cached
+under `--synthetic_dir` so a rerun reuses them). Methods:
 `rtn` (round to nearest; min/max ranges for weights and activations) and
 `reconstruct` (Lp-searched initial ranges, then GENIE-M block
 reconstruction with the chosen profile).
@@ -39,7 +42,17 @@ BITS = {"W8A8": (8, 8), "W4A4": (4, 4), "W3A3": (3, 3), "W2A4": (2, 4)}
 
 _MODELS = flags.DEFINE_list("models", list(REFERENCE_MODELS), "Reference models.")
 _SETTINGS = flags.DEFINE_list("bits", list(BITS), "Bit settings.")
-_SOURCES = flags.DEFINE_list("calibration", ["real", "gaussian"], "Calibration sources.")
+_SOURCES = flags.DEFINE_list(
+    "calibration", ["real", "gaussian"], "Calibration sources: real, gaussian, genie, zeroq."
+)
+_SYNTHESIS_PROFILE = flags.DEFINE_enum("synthesis_profile", "fast", ["fast", "paper"], "Synthesis profile.")
+_SYNTHESIS_OPTIONS = flags.DEFINE_list(
+    "synthesis_options", [], "SynthesisConfig overrides as key=value, e.g. steps=200."
+)
+_SYNTHETIC_DIR = flags.DEFINE_string(
+    "synthetic_dir", os.path.join(_ROOT, "benchmarks", "synthetic"),
+    "Where synthesized batches are cached (one folder per model and settings).",
+)
 _NUM_SAMPLES = flags.DEFINE_integer("num_samples", 1024, "Calibration images.")
 _METHODS = flags.DEFINE_list(
     "methods", ["rtn"], "rtn (round to nearest, min/max ranges) and/or reconstruct (GENIE-M)."
@@ -58,14 +71,32 @@ _TABLE = flags.DEFINE_string(
 )
 
 
-def calibration_images(source, num_samples, shape, seed=0):
-    """Calibration images: real training images or Gaussian noise."""
+def calibration_images(source, num_samples, model, model_name, options, seed=0):
+    """Calibration images and seconds per synthesis step (None if not synthesized)."""
     if source == "real":
         images, _ = load_fashion_mnist("train")
-        return images[:num_samples]
+        return images[:num_samples], None
     if source == "gaussian":
-        rng = np.random.default_rng(seed)
-        return rng.standard_normal((num_samples, *shape)).astype("float32")
+        return ks.synthesize(model, num_samples, method="gaussian", seed=seed), None
+    if source in ("genie", "zeroq"):
+        label = options_label(options).replace(", ", "_").replace("=", "-")
+        directory = os.path.join(_SYNTHETIC_DIR.value, f"{model_name}_{source}_{label}_seed{seed}")
+        timing_path = os.path.join(directory, "timing.json")
+        existing = len(glob.glob(os.path.join(directory, "batch_*.npy")))
+        start = time.time()
+        images = ks.synthesize(model, num_samples, method=source, seed=seed, directory=directory,
+                               verbose=2, **options)
+        seconds = time.time() - start
+        config = ks.synthesis.synthesis_config(source, **options)
+        made = len(glob.glob(os.path.join(directory, "batch_*.npy"))) - existing
+        if made:
+            # Batches synthesized by this call (not loaded): record the time per step.
+            with open(timing_path, "w") as f:
+                json.dump({"seconds": seconds, "steps": made * config.steps,
+                           "backend": keras.backend.backend()}, f)
+        with open(timing_path) as f:
+            timing = json.load(f)
+        return images, timing
     raise ValueError(f"Unknown calibration source. Received: calibration={source!r}")
 
 
@@ -103,12 +134,13 @@ def quantize_with(method, model, setting, images, options):
     return qmodel, seconds
 
 
-def run_rows(model_name, settings, sources, methods, num_samples, quick, options):
+def run_rows(model_name, settings, sources, methods, num_samples, quick, options, synthesis_options):
     x_test, y_test = load_fashion_mnist("test")
     if quick:
         x_test, y_test = x_test[:1000], y_test[:1000]
         num_samples = min(num_samples, 128)
         options = dict(options, steps=min(options.get("steps", 50), 50))
+        synthesis_options = dict(synthesis_options, steps=min(synthesis_options.get("steps", 20), 20))
     model = load_reference_model(model_name)
     common = dict(
         model=model_name,
@@ -123,19 +155,37 @@ def run_rows(model_name, settings, sources, methods, num_samples, quick, options
                  seconds={"evaluate": time.time() - start}, peak_mb=peak_memory_mb())]
     print(rows[-1])
     for source in sources:
-        images = calibration_images(source, num_samples, model.input_shape[1:])
+        images, timing = calibration_images(source, num_samples, model, model_name, synthesis_options)
+        label = f"{source} ({len(images)})"
+        if timing:
+            label = f"{source} ({len(images)}, {options_label(synthesis_options)})"
         for method in methods:
             for setting in settings:
                 qmodel, seconds = quantize_with(method, model, setting, images, options)
                 start = time.time()
                 accuracy = top1(qmodel, x_test, y_test)
                 seconds["evaluate"] = time.time() - start
-                label = method if method == "rtn" else f"{method} ({options_label(options)})"
-                rows.append(dict(common, bits=setting, calibration=f"{source} ({len(images)})",
-                                 method=label, top1=accuracy, seconds=seconds,
+                if timing:
+                    seconds = {"synthesize": timing["seconds"],
+                               "synthesis_s_per_step": timing["seconds"] / timing["steps"], **seconds}
+                name = method if method == "rtn" else f"{method} ({options_label(options)})"
+                rows.append(dict(common, bits=setting, calibration=label,
+                                 method=name, top1=accuracy, seconds=seconds,
                                  peak_mb=peak_memory_mb()))
                 print(rows[-1], flush=True)
     return rows
+
+
+def parse_options(items):
+    """`["steps=500", "rounding_lr=0.01", "swing=false"]` -> a dict of typed values."""
+    options = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if value.lower() in ("true", "false"):
+            options[key] = value.lower() == "true"
+        else:
+            options[key] = int(value) if value.lstrip("-").isdigit() else float(value)
+    return options
 
 
 def options_label(options):
@@ -165,8 +215,11 @@ def write_table(results, path):
         base = fp.get((r["model"], r["backend"], r["quick"]))
         delta = "" if r["bits"] == "FP" or base is None else f"{100 * (r['top1'] - base):+.2f}"
         stages = ", ".join(
-            f"{k} {v:.1f}" for k, v in r["seconds"].items() if k != "steps_per_s"
+            f"{k} {v:.1f}" for k, v in r["seconds"].items()
+            if k not in ("steps_per_s", "synthesis_s_per_step")
         )
+        if "synthesis_s_per_step" in r["seconds"]:
+            stages += f" ({r['seconds']['synthesis_s_per_step']:.2f} s/synthesis step)"
         if "steps_per_s" in r["seconds"]:
             stages += f" ({r['seconds']['steps_per_s']:.0f} steps/s)"
         lines.append(
@@ -192,12 +245,11 @@ def main(argv):
             results = json.load(f)
     models = [] if _TABLE_ONLY.value else _MODELS.value
     options = {"profile": _PROFILE.value}
-    for item in _OPTIONS.value:
-        key, _, value = item.partition("=")
-        options[key] = int(value) if value.isdigit() else float(value)
+    options.update(parse_options(_OPTIONS.value))
+    synthesis_options = {"profile": _SYNTHESIS_PROFILE.value, **parse_options(_SYNTHESIS_OPTIONS.value)}
     for name in models:
         new = run_rows(name, _SETTINGS.value, _SOURCES.value, _METHODS.value,
-                       _NUM_SAMPLES.value, _QUICK.value, options)
+                       _NUM_SAMPLES.value, _QUICK.value, options, synthesis_options)
         # A rerun replaces the rows with the same key.
         keys = {row_key(r) for r in new}
         results = [r for r in results if row_key(r) not in keys] + new

@@ -85,7 +85,7 @@ PROFILES = {
     ("genie", "paper"): SynthesisConfig(),
     ("zeroq", "paper"): SynthesisConfig(steps=500, **_ZEROQ),
     # Chosen by measurement on the Fashion-MNIST reference models (docs/benchmarks.md).
-    ("genie", "fast"): SynthesisConfig(steps=500),
+    ("genie", "fast"): SynthesisConfig(steps=200),
     ("zeroq", "fast"): SynthesisConfig(steps=500, **_ZEROQ),
 }
 
