@@ -45,6 +45,22 @@ class BatchNormProbeTest(TestCase):
             np.testing.assert_array_equal(w, v)
         self.assertAllClose(model(x), before)
 
+    def test_keras_application(self):
+        model = keras.applications.MobileNetV2(
+            weights=None, input_shape=(32, 32, 3), alpha=0.35, classes=4
+        )
+        bns = [l for l in model.layers if isinstance(l, layers.BatchNormalization)]
+        strided = [
+            l for l in model.layers
+            if isinstance(l, (layers.Conv2D, layers.DepthwiseConv2D)) and max(l.strides) > 1
+        ]
+        probe = BatchNormProbe(model, swing=True, seed=0)
+        self.assertEqual(probe.names, [l.name for l in bns])
+        self.assertEqual(probe.num_swings, len(strided))
+        outputs, bn_inputs = probe(random_images(2, (32, 32, 3), scale=1.0))
+        self.assertEqual(tuple(outputs.shape), (2, 4))
+        self.assertLen(bn_inputs, len(bns))
+
     def test_channels_first_batchnorm_inputs_are_channels_last(self):
         inputs = keras.Input((6, 6, 3))
         x = layers.Permute((3, 1, 2))(inputs)
