@@ -8,9 +8,12 @@ with
 - each quantized layer's deployed weights `step * (q - zp)` behind a
   per-channel 8-bit fake-quant with range `[-127, 127] * step`, so the file
   holds `q - zp` with scale `step`;
-- each `ActivationQuantizer` as an 8-bit fake-quant over its learned range
-  `[qmin, qmax] * step` (exact for 8-bit activations; a finer int8 grid over
-  the same range below 8 bits);
+- each `ActivationQuantizer` on its own grid: an int8 tensor with scale
+  `step` and zero point `127 - qmax`, so saturation clips at the grid's top,
+  and a ReLU (unsigned) or MAXIMUM op (signed) at its bottom
+  (`activation_grid="exact"`); or, with
+  `activation_grid="range"`, an int8 tensor spanning the learned range
+  `[qmin, qmax] * step` (a finer grid than the model's below 8 bits);
 - every other tensor (layer outputs the Keras model keeps float, the
   logits) behind an 8-bit fake-quant over the range observed on
   representative images.
@@ -148,6 +151,15 @@ def _finish(layer, y, bias):
     return layer.activation(y) if layer.activation is not None else y
 
 
+def _is_relu(layer):
+    """A ReLU layer with non-negative outputs (ReLU, ReLU6, capped ReLUs)."""
+    if isinstance(layer, keras.layers.ReLU):
+        return not layer.negative_slope and not layer.threshold
+    if isinstance(layer, keras.layers.Activation):
+        return layer.activation in (keras.activations.relu, keras.activations.relu6)
+    return False
+
+
 _WEIGHT_OPS = {QuantConv2D: _conv, QuantDepthwiseConv2D: _depthwise, QuantDense: _dense}
 
 
@@ -164,7 +176,13 @@ class FakeQuantGraph:
             do not fit int8.
     """
 
-    def __init__(self, qmodel):
+    def __init__(self, qmodel, activation_grid="exact"):
+        if activation_grid not in ("exact", "range"):
+            raise ValueError(
+                "`activation_grid` must be 'exact' or 'range'. "
+                f"Received: activation_grid={activation_grid!r}"
+            )
+        self.activation_grid = activation_grid
         self.graph = tracing.trace(qmodel)
         if len(self.graph.inputs) != 1 or len(self.graph.outputs) != 1:
             raise ValueError(
@@ -187,17 +205,29 @@ class FakeQuantGraph:
                     )
                 qmin, qmax = layer.integer_range
                 s = float(keras.ops.convert_to_numpy(layer.step))
-                self.activation_ranges[id(layer)] = (qmin * s, qmax * s)
+                self.activation_ranges[id(layer)] = (qmin, qmax, s)
         consumers = self.graph.consumers()
-        # Tensors read only by activation quantizers get their range there.
+
+        def feeds_quantizers(i):
+            # Read only by activation quantizers, directly or through ReLUs:
+            # the quantizer's range serves, and the converter fuses the ReLU.
+            readers = consumers.get(i, [])
+            return bool(readers) and all(
+                isinstance(c.layer, ActivationQuantizer)
+                or (_is_relu(c.layer) and feeds_quantizers(c.outputs[0]))
+                for c in readers
+            )
+
         self.observed = [self.graph.inputs[0]] + [
             i
             for step in self.graph.steps
             if not isinstance(step.layer, ActivationQuantizer)
             for i in step.outputs
-            if not consumers.get(i)
-            or not all(isinstance(c.layer, ActivationQuantizer) for c in consumers[i])
+            if not feeds_quantizers(i)
         ]
+        self.nonnegative = {
+            i for step in self.graph.steps if _is_relu(step.layer) for i in step.outputs
+        }
         self.ranges = {}
 
     def __call__(self, images, observe=False):
@@ -219,7 +249,9 @@ class FakeQuantGraph:
             args, kwargs = tracing.fill_arguments(step, tensors)
             layer = step.layer
             if isinstance(layer, ActivationQuantizer):
-                outputs = [_fake_quant(args[0], *self.activation_ranges[id(layer)])]
+                nonnegative = step.input_ids[0] in self.nonnegative
+                ranges = self.activation_ranges[id(layer)]
+                outputs = [self._quantize_activation(args[0], *ranges, nonnegative)]
             elif type(layer) in _WEIGHT_OPS:
                 outputs = [_WEIGHT_OPS[type(layer)](layer, args[0], *self.weights[id(layer)])]
             else:
@@ -228,6 +260,19 @@ class FakeQuantGraph:
             for i, y in zip(step.outputs, outputs):
                 store(i, y)
         return tensors[self.graph.outputs[0]]
+
+    def _quantize_activation(self, x, qmin, qmax, step, nonnegative=False):
+        low, high = qmin * step, qmax * step
+        if self.activation_grid == "range" or qmax - qmin == 255:
+            return _fake_quant(x, low, high)
+        # An int8 tensor with the model's step whose largest value is the
+        # grid's top, so int8 saturation clips there (zero point 127 - qmax).
+        int8_low = high - 255 * step
+        if qmin == 0:
+            # A ReLU clips the bottom (fused into the producing op).
+            return _fake_quant(x if nonnegative else tf.nn.relu(x), int8_low, high)
+        # Signed grids need an explicit MAXIMUM op for the bottom.
+        return _fake_quant(tf.maximum(x, low), int8_low, high)
 
     def observe(self, images, batch_size=64):
         """Record the range of every observed tensor over `images`."""

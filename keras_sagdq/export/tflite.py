@@ -18,15 +18,18 @@ def export_tflite(
     representative_data=None,
     int8_io=False,
     low_bit_weights=False,
+    activation_grid="exact",
     max_samples=256,
 ):
     """Write `qmodel` as an integer TFLite model (int8 ops, int32 biases).
 
     The file holds the model's own weight integers and steps (hard rounding)
-    and its learned activation ranges. Activations quantized below 8 bits are
-    stored as int8 over the learned range (a finer grid than the Keras
-    model's); tensors the Keras model keeps float (layer outputs feeding no
-    quantizer, the logits) get 8-bit ranges observed on
+    and its activation steps. Activations of fewer than 8 bits are stored in
+    int8 tensors: by default with the model's step and clipped to its b-bit
+    range, so the file computes the model's values; with
+    `activation_grid="range"` as int8 over the learned range (a finer grid,
+    one op fewer per quantizer). Tensors the Keras model keeps float (layer
+    outputs feeding no quantizer, the logits) get 8-bit ranges observed on
     `representative_data`. See docs/deployment.md.
 
     Works under both backends: under torch the model is saved to a temporary
@@ -44,6 +47,7 @@ def export_tflite(
             dequantize ops at the ends.
         low_bit_weights: ask the converter to pack weights below 8 bits
             (`_experimental_low_bit_qat`); weights stay int8 where it cannot.
+        activation_grid: `"exact"` or `"range"` (see above).
         max_samples: images used to observe ranges.
 
     Returns:
@@ -78,7 +82,7 @@ def export_tflite(
         )
     path = os.fspath(path)
     if keras.backend.backend() != "tensorflow":
-        return _export_in_child(qmodel, path, images, int8_io, low_bit_weights)
+        return _export_in_child(qmodel, path, images, int8_io, low_bit_weights, activation_grid)
     try:
         import tensorflow as tf
     except ImportError:
@@ -87,7 +91,7 @@ def export_tflite(
         ) from None
     from keras_sagdq.export.graph import FakeQuantGraph
 
-    graph = FakeQuantGraph(qmodel)
+    graph = FakeQuantGraph(qmodel, activation_grid)
     graph.observe(images)
     spec = tf.TensorSpec((1, *expected), tf.float32)
     function = tf.function(lambda x: graph(x), input_signature=[spec])
@@ -111,7 +115,7 @@ def export_tflite(
     return path
 
 
-def _export_in_child(qmodel, path, images, int8_io, low_bit_weights):
+def _export_in_child(qmodel, path, images, int8_io, low_bit_weights, activation_grid):
     # Keras' torch backend cannot trace to TensorFlow; a TensorFlow-backend
     # process loads the saved model (outputs match to ~1e-7) and converts it.
     with tempfile.TemporaryDirectory() as folder:
@@ -121,7 +125,8 @@ def _export_in_child(qmodel, path, images, int8_io, low_bit_weights):
         qmodel.save(model_path)
         np.save(images_path, images, allow_pickle=False)
         with open(options_path, "w") as f:
-            json.dump({"int8_io": int8_io, "low_bit_weights": low_bit_weights}, f)
+            json.dump({"int8_io": int8_io, "low_bit_weights": low_bit_weights,
+                       "activation_grid": activation_grid}, f)
         env = dict(os.environ, KERAS_BACKEND="tensorflow")
         result = subprocess.run(
             [sys.executable, "-m", "keras_sagdq.export.convert", model_path,
