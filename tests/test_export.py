@@ -2,9 +2,11 @@ import os
 
 import keras
 import numpy as np
+from absl.testing import parameterized
 from ai_edge_litert.interpreter import Interpreter
 
 import keras_sagdq as ks
+from keras_sagdq.export.graph import FakeQuantGraph
 from keras_sagdq.export.graph import deployed_weights
 from keras_sagdq.layers import QuantConv2D
 from keras_sagdq.layers import QuantDepthwiseConv2D
@@ -12,6 +14,7 @@ from keras_sagdq.layers import weight_layers
 from tests.test_case import TestCase
 from tests.test_case import random_images
 from tests.test_case import tiny_resnet
+from tests.test_case import to_numpy
 
 # Ops that only move data between the float and integer worlds, and the
 # XNNPACK delegate node that wraps the integer ops.
@@ -36,6 +39,21 @@ def _constant_tensors(interpreter):
         except ValueError:  # activations hold no data before invoke()
             pass
     return result
+
+
+class ActivationGridTest(TestCase):
+    @parameterized.parameters((4, False), (4, True), (3, True), (8, False))
+    def test_exact_grid_matches_the_quantizer(self, bits, signed):
+        quantizer = ks.ActivationQuantizer(bits=bits, signed=signed, mode="hard", initialized=True)
+        quantizer.step.assign(0.37)
+        qmin, qmax = quantizer.integer_range
+        # Points between grid values (no ties), inside and outside the range.
+        x = (np.arange(qmin - 6, qmax + 6) + 0.3).astype("float32") * 0.37
+        expected = to_numpy(quantizer(x))
+        graph = FakeQuantGraph.__new__(FakeQuantGraph)
+        graph.activation_grid = "exact"
+        actual = to_numpy(graph._quantize_activation(x, qmin, qmax, 0.37))
+        np.testing.assert_allclose(actual, expected, atol=1e-5)
 
 
 class ExportTest(TestCase):
@@ -112,6 +130,19 @@ class ExportTest(TestCase):
             # output steps of difference, not more.
             self.assertLess(agreement.max_error_steps, 8.0)
             self.assertIn("top-1 agreement", str(agreement))
+
+    def test_low_bit_weights_pack_symmetric_4_bit_layers(self):
+        qmodel = ks.quantize_model(tiny_resnet(), ks.QuantConfig(4, 4, weight_symmetric=True))
+        ks.calibrate_activations(qmodel, self.images)
+        folder = self.temp_dir()
+        plain = ks.export_tflite(qmodel, os.path.join(folder, "int8.tflite"), self.images)
+        packed = ks.export_tflite(
+            qmodel, os.path.join(folder, "int4.tflite"), self.images, low_bit_weights=True
+        )
+        # Five 4-bit layers hold 3 104 weights: int4 saves about 1.5 KB.
+        self.assertLess(os.path.getsize(packed), os.path.getsize(plain) - 1000)
+        agreement = ks.verify_tflite(packed, qmodel, random_images(20, seed=1))
+        self.assertEqual(agreement.top1_agreement, 1.0)
 
     def test_errors(self):
         path = os.path.join(self.temp_dir(), "x.tflite")

@@ -55,15 +55,18 @@ def deployed_weights(layer):
     return integers, steps
 
 
-def _fake_quant_weights(integers, steps, channel_axis=-1):
+def _fake_quant_weights(integers, steps, channel_axis=-1, num_bits=8):
     """Per-channel fake-quant of `integers * steps` along the last axis."""
     steps = np.broadcast_to(steps, integers.shape)
     # One step per channel along the last axis after the caller's reshape.
     channel_steps = np.moveaxis(steps, channel_axis, -1).reshape(-1, steps.shape[channel_axis])[0]
     weights = (integers * steps).astype(np.float32)
-    limit = np.array([_exact_limit(s) for s in channel_steps], np.float32)
+    if num_bits == 8:
+        limit = np.array([_exact_limit(s) for s in channel_steps], np.float32)
+    else:
+        limit = (2 ** (num_bits - 1) - 1) * channel_steps
     return tf.quantization.fake_quant_with_min_max_vars_per_channel(
-        tf.constant(weights), -limit, limit, num_bits=8, narrow_range=True
+        tf.constant(weights), -limit, limit, num_bits=num_bits, narrow_range=True
     )
 
 
@@ -115,19 +118,21 @@ def _check_exportable(layer):
         )
 
 
-def _conv(layer, x, integers, steps, bias):
-    kernel = _fake_quant_weights(integers, steps)
+def _conv(layer, x, integers, steps, bias, num_bits):
+    kernel = _fake_quant_weights(integers, steps, num_bits=num_bits)
     y = tf.nn.conv2d(
         x, kernel, layer.strides, layer.padding.upper(), dilations=layer.dilation_rate
     )
     return _finish(layer, y, bias)
 
 
-def _depthwise(layer, x, integers, steps, bias):
+def _depthwise(layer, x, integers, steps, bias, num_bits):
     h, w, c, m = integers.shape
     # TFLite quantizes depthwise weights along the flattened c * m axis.
     flat = _fake_quant_weights(
-        integers.reshape(h, w, 1, c * m), np.broadcast_to(steps, integers.shape).reshape(h, w, 1, c * m)
+        integers.reshape(h, w, 1, c * m),
+        np.broadcast_to(steps, integers.shape).reshape(h, w, 1, c * m),
+        num_bits=num_bits,
     )
     kernel = tf.reshape(flat, (h, w, c, m))
     stride = (1, *layer.strides, 1)
@@ -137,9 +142,9 @@ def _depthwise(layer, x, integers, steps, bias):
     return _finish(layer, y, bias)
 
 
-def _dense(layer, x, integers, steps, bias):
+def _dense(layer, x, integers, steps, bias, num_bits):
     units = integers.shape[-1]
-    kernel = _fake_quant_weights(integers[None, None], steps[None, None])
+    kernel = _fake_quant_weights(integers[None, None], steps[None, None], num_bits=num_bits)
     leading = tf.shape(x)[:-1]
     y = tf.nn.conv2d(tf.reshape(x, (-1, 1, 1, integers.shape[0])), kernel, 1, "VALID")
     return _finish(layer, tf.reshape(y, tf.concat([leading, [units]], 0)), bias)
@@ -176,7 +181,7 @@ class FakeQuantGraph:
             do not fit int8.
     """
 
-    def __init__(self, qmodel, activation_grid="exact"):
+    def __init__(self, qmodel, activation_grid="exact", low_bit_weights=False):
         if activation_grid not in ("exact", "range"):
             raise ValueError(
                 "`activation_grid` must be 'exact' or 'range'. "
@@ -196,7 +201,10 @@ class FakeQuantGraph:
             if isinstance(layer, WeightQuantization):
                 _check_exportable(layer)
                 bias = None if layer.bias is None else keras.ops.convert_to_numpy(layer.bias)
-                self.weights[id(layer)] = (*deployed_weights(layer), bias)
+                integers, steps = deployed_weights(layer)
+                # 4-bit containers only hold the symmetric [-7, 7] grid.
+                small = low_bit_weights and np.abs(integers).max() <= 7
+                self.weights[id(layer)] = (integers, steps, bias, 4 if small else 8)
             elif isinstance(layer, ActivationQuantizer):
                 if not layer.initialized:
                     raise ValueError(

@@ -91,7 +91,7 @@ def export_tflite(
         ) from None
     from keras_sagdq.export.graph import FakeQuantGraph
 
-    graph = FakeQuantGraph(qmodel, activation_grid)
+    graph = FakeQuantGraph(qmodel, activation_grid, low_bit_weights)
     graph.observe(images)
     spec = tf.TensorSpec((1, *expected), tf.float32)
     function = tf.function(lambda x: graph(x), input_signature=[spec])
