@@ -55,11 +55,10 @@ def deployed_weights(layer):
     return integers, steps
 
 
-def _fake_quant_weights(integers, steps, channel_axis=-1, num_bits=8):
-    """Per-channel fake-quant of `integers * steps` along the last axis."""
+def _fake_quant_weights(integers, steps, num_bits=8):
+    """Per-channel fake-quant of `integers * steps`, channels on the last axis."""
     steps = np.broadcast_to(steps, integers.shape)
-    # One step per channel along the last axis after the caller's reshape.
-    channel_steps = np.moveaxis(steps, channel_axis, -1).reshape(-1, steps.shape[channel_axis])[0]
+    channel_steps = steps.reshape(-1, steps.shape[-1])[0]
     weights = (integers * steps).astype(np.float32)
     if num_bits == 8:
         limit = np.array([_exact_limit(s) for s in channel_steps], np.float32)
@@ -174,6 +173,10 @@ class FakeQuantGraph:
     Args:
         qmodel: a quantized model (`keras_sagdq.quantize_model`), TensorFlow
             backend.
+        activation_grid: `"exact"` (the model's activation grids) or
+            `"range"` (int8 over each quantizer's learned range).
+        low_bit_weights: 4-bit fake-quant for layers whose weight integers
+            fit `[-7, 7]`, so the converter can pack them as int4.
 
     Raises:
         ValueError: for several inputs or outputs, a layer that cannot be
