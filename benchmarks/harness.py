@@ -61,6 +61,11 @@ _PROFILE = flags.DEFINE_enum("profile", "fast", ["fast", "paper"], "Reconstructi
 _OPTIONS = flags.DEFINE_list(
     "options", [], "ReconstructionConfig overrides as key=value, e.g. steps=500,rounding_lr=0.01."
 )
+_EXPORT_DIR = flags.DEFINE_string(
+    "export_dir", None,
+    "If set, export each quantized model to an integer .tflite there and evaluate the file "
+    "(top-1, size, single-image latency next to the float .tflite).",
+)
 _TABLE_ONLY = flags.DEFINE_bool("table_only", False, "Only rewrite the table from the JSON files.")
 _QUICK = flags.DEFINE_bool("quick", False, "Smoke test: 1000 test images, 128 calibration images.")
 _RESULTS = flags.DEFINE_string(
@@ -103,6 +108,65 @@ def calibration_images(source, num_samples, model, model_name, options, seed=0):
 def top1(model, images, labels, batch_size=500):
     logits = model.predict(images, batch_size=batch_size, verbose=0)
     return float(np.mean(np.argmax(logits, axis=-1) == labels))
+
+
+def tflite_latency_ms(path, image, runs=200):
+    """Median single-image latency of a .tflite file, one thread."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=path, num_threads=1)
+    interpreter.allocate_tensors()
+    (inp,) = interpreter.get_input_details()
+    x = image[None].astype(np.float32)
+    if inp["dtype"] == np.int8:
+        scale, zero = inp["quantization"]
+        x = np.clip(np.round(x / scale) + zero, -128, 127).astype(np.int8)
+    interpreter.set_tensor(inp["index"], x)
+    times = []
+    for _ in range(runs + 10):
+        start = time.perf_counter()
+        interpreter.invoke()
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times[10:]))
+
+
+def tflite_top1(path, images, labels):
+    outputs, _ = ks.export.run_tflite(path, images)
+    return float(np.mean(np.argmax(outputs, -1) == labels))
+
+
+def float_tflite(model, path):
+    """The float model as a float .tflite (no quantization), for size and latency."""
+    import tensorflow as tf
+
+    spec = tf.TensorSpec((1, *model.inputs[0].shape[1:]), tf.float32)
+    function = tf.function(lambda x: model(x), input_signature=[spec])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [function.get_concrete_function()], function
+    )
+    with open(path, "wb") as f:
+        f.write(converter.convert())
+    return path
+
+
+def export_row(qmodel, model, model_name, setting, images, x_test, y_test):
+    """Export `qmodel`, and measure the file against the float .tflite."""
+    os.makedirs(_EXPORT_DIR.value, exist_ok=True)
+    float_path = os.path.join(_EXPORT_DIR.value, f"{model_name}_float.tflite")
+    if not os.path.exists(float_path):
+        float_tflite(model, float_path)
+    path = os.path.join(_EXPORT_DIR.value, f"{model_name}_{setting.lower()}.tflite")
+    start = time.time()
+    ks.export_tflite(qmodel, path, representative_data=images[:256])
+    seconds = time.time() - start
+    return {
+        "top1": tflite_top1(path, x_test, y_test),
+        "export_seconds": seconds,
+        "bytes": os.path.getsize(path),
+        "float_bytes": os.path.getsize(float_path),
+        "latency_ms": tflite_latency_ms(path, x_test[0]),
+        "float_latency_ms": tflite_latency_ms(float_path, x_test[0]),
+    }
 
 
 def peak_memory_mb():
@@ -172,6 +236,9 @@ def run_rows(model_name, settings, sources, methods, num_samples, quick, options
                 rows.append(dict(common, bits=setting, calibration=label,
                                  method=name, top1=accuracy, seconds=seconds,
                                  peak_mb=peak_memory_mb()))
+                if _EXPORT_DIR.value:
+                    rows[-1]["tflite"] = export_row(qmodel, model, model_name, setting, images,
+                                                    x_test, y_test)
                 print(rows[-1], flush=True)
     return rows
 
@@ -226,8 +293,30 @@ def write_table(results, path):
             f"| {r['model']} | {r['backend']} | {r['bits']} | {r['method']} | {r['calibration']} "
             f"| {100 * r['top1']:.2f} | {delta} | {stages} | {r['peak_mb']:.0f} |"
         )
-    begin, end = "<!-- results:begin -->", "<!-- results:end -->"
-    text = open(path).read() if os.path.exists(path) else f"# Benchmarks\n\n{begin}\n{end}\n"
+    _replace_section(path, "results", lines)
+    exported = [r for r in results if r.get("tflite") and not r["quick"]]
+    lines = [
+        "| model | backend | bits | calibration | Keras top-1 % | .tflite top-1 % | Δ | .tflite KB | float KB "
+        "| size ratio | int8 ms | float ms | speed-up |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in exported:
+        t = r["tflite"]
+        lines.append(
+            f"| {r['model']} | {r['backend']} | {r['bits']} | {r['calibration']} | {100 * r['top1']:.2f} "
+            f"| {100 * t['top1']:.2f} | {100 * (t['top1'] - r['top1']):+.2f} | {t['bytes'] / 1024:.0f} "
+            f"| {t['float_bytes'] / 1024:.0f} | {t['float_bytes'] / t['bytes']:.2f}x "
+            f"| {t['latency_ms']:.3f} | {t['float_latency_ms']:.3f} "
+            f"| {t['float_latency_ms'] / t['latency_ms']:.2f}x |"
+        )
+    _replace_section(path, "export", lines)
+
+
+def _replace_section(path, name, lines):
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+    if begin not in text:
+        text += f"\n{begin}\n{end}\n"
     head, rest = text.split(begin)
     _, tail = rest.split(end)
     with open(path, "w") as f:

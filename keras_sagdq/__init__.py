@@ -23,6 +23,8 @@ from keras_sagdq.layers import set_mode
 
 __version__ = "0.1.0"
 
+from keras_sagdq.export import export_tflite  # noqa: E402
+from keras_sagdq.export import verify_tflite  # noqa: E402
 from keras_sagdq.reconstruction import ReconstructionConfig  # noqa: E402
 from keras_sagdq.reconstruction import reconstruct  # noqa: E402
 from keras_sagdq.synthesis import SynthesisConfig  # noqa: E402

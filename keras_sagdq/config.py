@@ -25,8 +25,10 @@ class QuantConfig:
             means `weight_bits`.
         last_layer_activation_bits: input bits of the last layer(s); `None`
             means `activation_bits`.
-        weight_symmetric: signed weight grid with zero point 0 instead of an
-            asymmetric grid with a per-channel zero point.
+        weight_symmetric: signed narrow weight grid `[-(2^(b-1) - 1),
+            2^(b-1) - 1]` with zero point 0 instead of an asymmetric grid with a
+            per-channel zero point. Layers with 8-bit weights are always
+            symmetric: TFLite's int8 weights are `[-127, 127]` with zero point 0.
         weight_per_channel: one weight step per output channel.
         fold_batchnorm: fold each BatchNormalization into the Conv2D,
             DepthwiseConv2D or Dense right before it.

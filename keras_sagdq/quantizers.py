@@ -52,8 +52,11 @@ def check_bits(bits, name):
     return int(bits)
 
 
-def integer_range(bits, signed):
+def integer_range(bits, signed, narrow=False):
     """Return `(qmin, qmax)` of a `bits`-bit integer grid.
+
+    `narrow` drops the most negative signed value, so the grid is symmetric
+    around 0 (TFLite's convention for int8 weights: [-127, 127]).
 
     Example:
 
@@ -61,9 +64,11 @@ def integer_range(bits, signed):
     (0, 15)
     >>> integer_range(4, signed=True)
     (-8, 7)
+    >>> integer_range(8, signed=True, narrow=True)
+    (-127, 127)
     """
     if signed:
-        return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+        return -(2 ** (bits - 1)) + int(bool(narrow)), 2 ** (bits - 1) - 1
     return 0, 2**bits - 1
 
 
@@ -176,7 +181,8 @@ def search_weight_params(
         bits: weight bit width.
         channel_axes: axes that index output channels (kept); all other axes
             are reduced. Pass `()` for a single per-tensor step.
-        symmetric: if True, a signed grid with zero point 0.
+        symmetric: if True, a signed narrow grid `[-(2^(b-1) - 1), 2^(b-1) - 1]`
+            with zero point 0.
         p: norm of the error.
         num_candidates: number of clip ratios tried.
 
@@ -186,7 +192,7 @@ def search_weight_params(
     """
     w = np.asarray(kernel, np.float32)
     reduce_axes = tuple(a for a in range(w.ndim) if a not in channel_axes)
-    qmin, qmax = integer_range(bits, symmetric)
+    qmin, qmax = integer_range(bits, symmetric, narrow=symmetric)
     w_min = np.minimum(w.min(axis=reduce_axes, keepdims=True), 0.0)
     w_max = np.maximum(w.max(axis=reduce_axes, keepdims=True), 0.0)
     best_err = np.full(w_min.shape, np.inf, np.float32)

@@ -303,7 +303,9 @@ class _Builder:
             name=self._unique(layer.name),
             use_bias=bias is not None,
             weight_bits=bits,
-            weight_symmetric=self.config.weight_symmetric,
+            # 8-bit weights use int8's symmetric [-127, 127] grid, so they fit a
+            # TFLite int8 tensor exactly (an asymmetric 8-bit grid does not).
+            weight_symmetric=self.config.weight_symmetric or bits == 8,
             weight_per_channel=self.config.weight_per_channel,
             mode="hard",
         )

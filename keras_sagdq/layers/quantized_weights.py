@@ -72,7 +72,9 @@ class WeightQuantization:
 
     @property
     def weight_integer_range(self):
-        return quantizers.integer_range(self.weight_bits, self.weight_symmetric)
+        return quantizers.integer_range(
+            self.weight_bits, self.weight_symmetric, narrow=self.weight_symmetric
+        )
 
     def initialize_weight_quantizer(self, p=quantizers.DEFAULT_NORM_P, weight_range="lp"):
         """Set step, zero point, integer base and rounding logits from the kernel.
@@ -164,8 +166,9 @@ class WeightQuantization:
 _QUANT_ARGS_DOC = """
     Args:
         weight_bits: weight bit width, 2..8.
-        weight_symmetric: signed grid with zero point 0 instead of the
-            asymmetric `[0, 2^b - 1]` grid with a per-channel zero point.
+        weight_symmetric: signed narrow grid `[-(2^(b-1) - 1), 2^(b-1) - 1]`
+            with zero point 0 instead of the asymmetric `[0, 2^b - 1]` grid
+            with a per-channel zero point.
         weight_per_channel: one step per output channel (else per tensor).
         mode: `"float"`, `"soft"` or `"hard"` (see the module docstring).
         **kwargs: the arguments of the Keras parent layer.

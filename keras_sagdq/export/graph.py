@@ -1,0 +1,291 @@
+"""The quantized model as a TensorFlow function with fake-quant ops, for the converter.
+
+TFLite's converter keeps a tensor's integers and scale exactly when the
+tensor comes out of a TensorFlow fake-quant op, and every op is wrapped in
+them. This module replays a quantized model's graph (TensorFlow backend)
+with
+
+- each quantized layer's deployed weights `step * (q - zp)` behind a
+  per-channel 8-bit fake-quant with range `[-127, 127] * step`, so the file
+  holds `q - zp` with scale `step`;
+- each `ActivationQuantizer` on its own grid: an int8 tensor with scale
+  `step` and zero point `127 - qmax`, so saturation clips at the grid's top,
+  and a ReLU (unsigned) or MAXIMUM op (signed) at its bottom
+  (`activation_grid="exact"`); or, with
+  `activation_grid="range"`, an int8 tensor spanning the learned range
+  `[qmin, qmax] * step` (a finer grid than the model's below 8 bits);
+- every other tensor (layer outputs the Keras model keeps float, the
+  logits) behind an 8-bit fake-quant over the range observed on
+  representative images.
+
+Dense layers become 1x1 convolutions: the converter cannot keep per-channel
+scales on a fully connected op.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_sagdq.graph import tracing
+from keras_sagdq.layers import ActivationQuantizer
+from keras_sagdq.layers import QuantConv2D
+from keras_sagdq.layers import QuantDense
+from keras_sagdq.layers import QuantDepthwiseConv2D
+from keras_sagdq.layers import WeightQuantization
+
+INT8_WEIGHT_LIMIT = 127
+
+
+def deployed_weights(layer):
+    """`(integers, steps)` of a quantized layer: kernel integers `q - zp` and per-channel steps.
+
+    Raises:
+        ValueError: if an integer does not fit int8's `[-127, 127]`.
+    """
+    integers = layer.integer_kernel()
+    steps = keras.ops.convert_to_numpy(layer.weight_step).astype(np.float32)
+    if np.abs(integers).max() > INT8_WEIGHT_LIMIT:
+        raise ValueError(
+            f"Layer {layer.name!r} has weight integers outside [-127, 127] "
+            f"({integers.min()}..{integers.max()}), which TFLite int8 weights cannot "
+            "hold; 8-bit weights must be symmetric (the default of quantize_model). "
+            f"Received: weight_bits={layer.weight_bits}, "
+            f"weight_symmetric={layer.weight_symmetric}"
+        )
+    return integers, steps
+
+
+def _fake_quant_weights(integers, steps, num_bits=8):
+    """Per-channel fake-quant of `integers * steps`, channels on the last axis."""
+    steps = np.broadcast_to(steps, integers.shape)
+    channel_steps = steps.reshape(-1, steps.shape[-1])[0]
+    weights = (integers * steps).astype(np.float32)
+    if num_bits == 8:
+        limit = np.array([_exact_limit(s) for s in channel_steps], np.float32)
+    else:
+        limit = (2 ** (num_bits - 1) - 1) * channel_steps
+    return tf.quantization.fake_quant_with_min_max_vars_per_channel(
+        tf.constant(weights), -limit, limit, num_bits=num_bits, narrow_range=True
+    )
+
+
+def _exact_limit(step):
+    """A float32 `L` near `127 * step` from which the converter derives exactly `step`.
+
+    The converter derives each channel's scale from the fake-quant range;
+    `127 * step` rounded to float32 can land the scale one ulp off the step.
+    Nearby limits usually hit it exactly; for some steps no float32 limit
+    does, and the scale stays one ulp off (a relative 6e-8).
+    """
+    step = np.float32(step)
+    base = np.float32(INT8_WEIGHT_LIMIT) * step
+    for k in (0, 1, -1, 2, -2, 3, -3, 4, -4):
+        limit = base
+        for _ in range(abs(k)):
+            limit = np.nextafter(limit, np.float32(np.inf if k > 0 else -np.inf))
+        # The scale may be computed as (max - min) / 254 or max / 127, in
+        # float32 or float64: pick a limit that gives `step` every way.
+        candidates = (
+            np.float32(np.float32(2) * limit) / np.float32(254),
+            np.float32(2 * np.float64(limit) / 254),
+            limit / np.float32(127),
+            np.float32(np.float64(limit) / 127),
+        )
+        if all(c == step for c in candidates):
+            return limit
+    return base
+
+
+def _fake_quant(x, low, high):
+    return tf.quantization.fake_quant_with_min_max_vars(
+        x, float(min(low, 0.0)), float(max(high, 0.0)), num_bits=8
+    )
+
+
+def _check_exportable(layer):
+    if not layer.weight_per_channel:
+        raise ValueError(
+            f"Export needs per-channel weight steps. Received: layer {layer.name!r} "
+            "with weight_per_channel=False"
+        )
+    data_format = getattr(layer, "data_format", "channels_last")
+    if getattr(layer, "groups", 1) != 1 or data_format != "channels_last":
+        raise ValueError(
+            f"Export supports channels_last, ungrouped convolutions. Received: layer "
+            f"{layer.name!r} with groups={getattr(layer, 'groups', 1)}, "
+            f"data_format={data_format!r}"
+        )
+
+
+def _conv(layer, x, integers, steps, bias, num_bits):
+    kernel = _fake_quant_weights(integers, steps, num_bits=num_bits)
+    y = tf.nn.conv2d(
+        x, kernel, layer.strides, layer.padding.upper(), dilations=layer.dilation_rate
+    )
+    return _finish(layer, y, bias)
+
+
+def _depthwise(layer, x, integers, steps, bias, num_bits):
+    h, w, c, m = integers.shape
+    # TFLite quantizes depthwise weights along the flattened c * m axis.
+    flat = _fake_quant_weights(
+        integers.reshape(h, w, 1, c * m),
+        np.broadcast_to(steps, integers.shape).reshape(h, w, 1, c * m),
+        num_bits=num_bits,
+    )
+    kernel = tf.reshape(flat, (h, w, c, m))
+    stride = (1, *layer.strides, 1)
+    y = tf.nn.depthwise_conv2d(
+        x, kernel, stride, layer.padding.upper(), dilations=layer.dilation_rate
+    )
+    return _finish(layer, y, bias)
+
+
+def _dense(layer, x, integers, steps, bias, num_bits):
+    units = integers.shape[-1]
+    kernel = _fake_quant_weights(integers[None, None], steps[None, None], num_bits=num_bits)
+    leading = tf.shape(x)[:-1]
+    y = tf.nn.conv2d(tf.reshape(x, (-1, 1, 1, integers.shape[0])), kernel, 1, "VALID")
+    return _finish(layer, tf.reshape(y, tf.concat([leading, [units]], 0)), bias)
+
+
+def _finish(layer, y, bias):
+    if bias is not None:
+        y = y + bias
+    return layer.activation(y) if layer.activation is not None else y
+
+
+def _is_relu(layer):
+    """A ReLU layer with non-negative outputs (ReLU, ReLU6, capped ReLUs)."""
+    if isinstance(layer, keras.layers.ReLU):
+        return not layer.negative_slope and not layer.threshold
+    if isinstance(layer, keras.layers.Activation):
+        return layer.activation in (keras.activations.relu, keras.activations.relu6)
+    return False
+
+
+_WEIGHT_OPS = {QuantConv2D: _conv, QuantDepthwiseConv2D: _depthwise, QuantDense: _dense}
+
+
+class FakeQuantGraph:
+    """A quantized model's graph replayed with TensorFlow ops and fake-quant ops.
+
+    Args:
+        qmodel: a quantized model (`keras_sagdq.quantize_model`), TensorFlow
+            backend.
+        activation_grid: `"exact"` (the model's activation grids) or
+            `"range"` (int8 over each quantizer's learned range).
+        low_bit_weights: 4-bit fake-quant for layers whose weight integers
+            fit `[-7, 7]`, so the converter can pack them as int4.
+
+    Raises:
+        ValueError: for several inputs or outputs, a layer that cannot be
+            exported (grouped or per-tensor weights), or weight integers that
+            do not fit int8.
+    """
+
+    def __init__(self, qmodel, activation_grid="exact", low_bit_weights=False):
+        if activation_grid not in ("exact", "range"):
+            raise ValueError(
+                "`activation_grid` must be 'exact' or 'range'. "
+                f"Received: activation_grid={activation_grid!r}"
+            )
+        self.activation_grid = activation_grid
+        self.graph = tracing.trace(qmodel)
+        if len(self.graph.inputs) != 1 or len(self.graph.outputs) != 1:
+            raise ValueError(
+                "Export needs a model with one input and one output. Received: "
+                f"{len(self.graph.inputs)} inputs, {len(self.graph.outputs)} outputs"
+            )
+        # Numpy values read once, eagerly: the replay runs inside tf.function.
+        self.weights, self.activation_ranges = {}, {}
+        for step in self.graph.steps:
+            layer = step.layer
+            if isinstance(layer, WeightQuantization):
+                _check_exportable(layer)
+                bias = None if layer.bias is None else keras.ops.convert_to_numpy(layer.bias)
+                integers, steps = deployed_weights(layer)
+                # 4-bit containers only hold the symmetric [-7, 7] grid.
+                small = low_bit_weights and np.abs(integers).max() <= 7
+                self.weights[id(layer)] = (integers, steps, bias, 4 if small else 8)
+            elif isinstance(layer, ActivationQuantizer):
+                if not layer.initialized:
+                    raise ValueError(
+                        f"Activation quantizer {layer.name!r} has no calibrated step; "
+                        "run calibrate_activations or reconstruct first."
+                    )
+                qmin, qmax = layer.integer_range
+                s = float(keras.ops.convert_to_numpy(layer.step))
+                self.activation_ranges[id(layer)] = (qmin, qmax, s)
+        consumers = self.graph.consumers()
+
+        def feeds_quantizers(i):
+            # Read only by activation quantizers, directly or through ReLUs:
+            # the quantizer's range serves, and the converter fuses the ReLU.
+            readers = consumers.get(i, [])
+            return bool(readers) and all(
+                isinstance(c.layer, ActivationQuantizer)
+                or (_is_relu(c.layer) and feeds_quantizers(c.outputs[0]))
+                for c in readers
+            )
+
+        self.observed = [self.graph.inputs[0]] + [
+            i
+            for step in self.graph.steps
+            if not isinstance(step.layer, ActivationQuantizer)
+            for i in step.outputs
+            if not feeds_quantizers(i)
+        ]
+        self.nonnegative = {
+            i for step in self.graph.steps if _is_relu(step.layer) for i in step.outputs
+        }
+        self.ranges = {}
+
+    def __call__(self, images, observe=False):
+        """Run the graph; with `observe`, widen the observed ranges instead of fake-quantizing."""
+        tensors = {}
+
+        def store(i, value):
+            if i in self.observed:
+                if observe:
+                    low, high = float(tf.reduce_min(value)), float(tf.reduce_max(value))
+                    old = self.ranges.get(i, (low, high))
+                    self.ranges[i] = (min(old[0], low), max(old[1], high))
+                else:
+                    value = _fake_quant(value, *self.ranges[i])
+            tensors[i] = value
+
+        store(self.graph.inputs[0], tf.convert_to_tensor(images))
+        for step in self.graph.steps:
+            args, kwargs = tracing.fill_arguments(step, tensors)
+            layer = step.layer
+            if isinstance(layer, ActivationQuantizer):
+                nonnegative = step.input_ids[0] in self.nonnegative
+                ranges = self.activation_ranges[id(layer)]
+                outputs = [self._quantize_activation(args[0], *ranges, nonnegative)]
+            elif type(layer) in _WEIGHT_OPS:
+                outputs = [_WEIGHT_OPS[type(layer)](layer, args[0], *self.weights[id(layer)])]
+            else:
+                outputs = layer(*args, **kwargs)
+                outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+            for i, y in zip(step.outputs, outputs):
+                store(i, y)
+        return tensors[self.graph.outputs[0]]
+
+    def _quantize_activation(self, x, qmin, qmax, step, nonnegative=False):
+        low, high = qmin * step, qmax * step
+        if self.activation_grid == "range" or qmax - qmin == 255:
+            return _fake_quant(x, low, high)
+        # An int8 tensor with the model's step whose largest value is the
+        # grid's top, so int8 saturation clips there (zero point 127 - qmax).
+        int8_low = high - 255 * step
+        if qmin == 0:
+            # A ReLU clips the bottom (fused into the producing op).
+            return _fake_quant(x if nonnegative else tf.nn.relu(x), int8_low, high)
+        # Signed grids need an explicit MAXIMUM op for the bottom.
+        return _fake_quant(tf.maximum(x, low), int8_low, high)
+
+    def observe(self, images, batch_size=64):
+        """Record the range of every observed tensor over `images`."""
+        for start in range(0, len(images), batch_size):
+            self(images[start : start + batch_size], observe=True)

@@ -1,0 +1,145 @@
+"""`export_tflite`: a quantized Keras model as a full-integer TFLite file."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import keras
+import numpy as np
+
+from keras_sagdq.layers import weight_layers
+
+
+def export_tflite(
+    qmodel,
+    path,
+    representative_data=None,
+    int8_io=False,
+    low_bit_weights=False,
+    activation_grid="exact",
+    max_samples=256,
+):
+    """Write `qmodel` as an integer TFLite model (int8 ops, int32 biases).
+
+    The file holds the model's own weight integers and steps (hard rounding)
+    and its activation steps. Activations of fewer than 8 bits are stored in
+    int8 tensors: by default with the model's step and clipped to its b-bit
+    range, so the file computes the model's values; with
+    `activation_grid="range"` as int8 over the learned range (a finer grid,
+    one op fewer per quantizer). Tensors the Keras model keeps float (layer
+    outputs feeding no quantizer, the logits) get 8-bit ranges observed on
+    `representative_data`. See docs/deployment.md.
+
+    Works under both backends: under torch the model is saved to a temporary
+    `.keras` file and converted in a child process with
+    `KERAS_BACKEND=tensorflow`.
+
+    Args:
+        qmodel: a calibrated model from `keras_sagdq.quantize_model`.
+        path: the `.tflite` file to write.
+        representative_data: images `(N, H, W, C)` in the model's input space
+            (the calibration images); the first `max_samples` set the
+            observed ranges.
+        int8_io: if True, the file's input and output are int8 (their scales
+            are in the interpreter's details); else float32 with quantize and
+            dequantize ops at the ends.
+        low_bit_weights: ask the converter to pack weights below 8 bits
+            (`_experimental_low_bit_qat`); weights stay int8 where it cannot.
+        activation_grid: `"exact"` or `"range"` (see above).
+        max_samples: images used to observe ranges.
+
+    Returns:
+        `path`.
+
+    Raises:
+        ValueError: without representative data, for a model that is not
+            quantized or not calibrated, or weights that do not fit int8.
+        ImportError: if TensorFlow is not installed.
+
+    Example:
+
+    >>> ks.export_tflite(qmodel, "model_w4a4.tflite", representative_data=images)
+    >>> ks.verify_tflite("model_w4a4.tflite", qmodel, x_test[:500])
+    """
+    if not weight_layers(qmodel):
+        raise ValueError(
+            f"Model {qmodel.name!r} has no quantized layer; call quantize_model first."
+        )
+    if representative_data is None:
+        raise ValueError(
+            "`representative_data` is required: the ranges of tensors the quantized "
+            "model keeps float (layer outputs, the logits) are observed on it. Pass "
+            "the calibration images. Received: representative_data=None"
+        )
+    images = np.asarray(representative_data, np.float32)[:max_samples]
+    expected = tuple(qmodel.inputs[0].shape[1:])
+    if images.ndim != 4 or images.shape[1:] != expected or not np.all(np.isfinite(images)):
+        raise ValueError(
+            f"`representative_data` must be finite images of shape (N, {', '.join(map(str, expected))}). "
+            f"Received: representative_data with shape {images.shape}"
+        )
+    path = os.fspath(path)
+    if keras.backend.backend() != "tensorflow":
+        return _export_in_child(qmodel, path, images, int8_io, low_bit_weights, activation_grid)
+    try:
+        import tensorflow as tf
+    except ImportError:
+        raise ImportError(
+            "TFLite export needs TensorFlow (`pip install tensorflow-cpu`)."
+        ) from None
+    from keras_sagdq.export.graph import FakeQuantGraph
+
+    graph = FakeQuantGraph(qmodel, activation_grid, low_bit_weights)
+    graph.observe(images)
+    spec = tf.TensorSpec((1, *expected), tf.float32)
+    function = tf.function(lambda x: graph(x), input_signature=[spec])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [function.get_concrete_function()], function
+    )
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([x[None]] for x in images)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if int8_io:
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    if low_bit_weights:
+        converter._experimental_low_bit_qat = True
+    data = converter.convert()
+    directory = os.path.dirname(path)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def _export_in_child(qmodel, path, images, int8_io, low_bit_weights, activation_grid):
+    # Keras' torch backend cannot trace to TensorFlow; a TensorFlow-backend
+    # process loads the saved model (outputs match to ~1e-7) and converts it.
+    with tempfile.TemporaryDirectory() as folder:
+        model_path = os.path.join(folder, "model.keras")
+        images_path = os.path.join(folder, "images.npy")
+        options_path = os.path.join(folder, "options.json")
+        qmodel.save(model_path)
+        np.save(images_path, images, allow_pickle=False)
+        with open(options_path, "w") as f:
+            json.dump({"int8_io": int8_io, "low_bit_weights": low_bit_weights,
+                       "activation_grid": activation_grid}, f)
+        env = dict(os.environ, KERAS_BACKEND="tensorflow")
+        result = subprocess.run(
+            [sys.executable, "-m", "keras_sagdq.export.convert", model_path,
+             os.path.abspath(path), images_path, options_path],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+    if result.returncode != 0:
+        if "No module named 'tensorflow'" in result.stderr:
+            raise ImportError("TFLite export needs TensorFlow (`pip install tensorflow-cpu`).")
+        raise RuntimeError(
+            "TFLite conversion in the TensorFlow child process failed:\n"
+            + result.stderr[-3000:]
+        )
+    return path

@@ -1,0 +1,170 @@
+import os
+
+import keras
+import numpy as np
+from absl.testing import parameterized
+from ai_edge_litert.interpreter import Interpreter
+
+import keras_sagdq as ks
+from keras_sagdq.export.graph import FakeQuantGraph
+from keras_sagdq.export.graph import deployed_weights
+from keras_sagdq.layers import QuantConv2D
+from keras_sagdq.layers import QuantDepthwiseConv2D
+from keras_sagdq.layers import weight_layers
+from tests.test_case import TestCase
+from tests.test_case import random_images
+from tests.test_case import tiny_resnet
+from tests.test_case import to_numpy
+
+# Ops that only move data between the float and integer worlds, and the
+# XNNPACK delegate node that wraps the integer ops.
+_BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE", "DELEGATE"}
+
+
+def _tflite_layout(layer):
+    """The layer's weight integers in TFLite's layout."""
+    integers = layer.integer_kernel()
+    if isinstance(layer, QuantConv2D):
+        return integers.transpose(3, 0, 1, 2)  # HWIO -> OHWI
+    if isinstance(layer, QuantDepthwiseConv2D):
+        return integers.reshape(1, *integers.shape[:2], -1)  # (1, H, W, C * M)
+    return integers.T[:, None, None, :]  # Dense as a 1x1 convolution
+
+
+def _constant_tensors(interpreter):
+    result = []
+    for details in interpreter.get_tensor_details():
+        try:
+            result.append((details, interpreter.get_tensor(details["index"])))
+        except ValueError:  # activations hold no data before invoke()
+            pass
+    return result
+
+
+class ActivationGridTest(TestCase):
+    @parameterized.parameters((4, False), (4, True), (3, True), (8, False))
+    def test_exact_grid_matches_the_quantizer(self, bits, signed):
+        quantizer = ks.ActivationQuantizer(bits=bits, signed=signed, mode="hard", initialized=True)
+        quantizer.step.assign(0.37)
+        qmin, qmax = quantizer.integer_range
+        # Points between grid values (no ties), inside and outside the range.
+        x = (np.arange(qmin - 6, qmax + 6) + 0.3).astype("float32") * 0.37
+        expected = to_numpy(quantizer(x))
+        graph = FakeQuantGraph.__new__(FakeQuantGraph)
+        graph.activation_grid = "exact"
+        actual = to_numpy(graph._quantize_activation(x, qmin, qmax, 0.37))
+        np.testing.assert_allclose(actual, expected, atol=1e-5)
+
+
+class ExportTest(TestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        keras.utils.set_random_seed(0)
+        cls.folder = __import__("tempfile").mkdtemp()
+        cls.images = random_images(64)
+        cls.qmodel = ks.quantize_model(tiny_resnet(), ks.QuantConfig(4, 4))
+        ks.calibrate_activations(cls.qmodel, cls.images)
+        cls.float_io = ks.export_tflite(
+            cls.qmodel, os.path.join(cls.folder, "float_io.tflite"), cls.images
+        )
+        cls.int8_io = ks.export_tflite(
+            cls.qmodel, os.path.join(cls.folder, "int8_io.tflite"), cls.images, int8_io=True
+        )
+
+    @classmethod
+    def tearDownClass(cls):
+        __import__("shutil").rmtree(cls.folder, ignore_errors=True)
+        super().tearDownClass()
+
+    def test_weight_integers_and_scales_are_the_models(self):
+        interpreter = Interpreter(model_path=self.float_io)
+        interpreter.allocate_tensors()
+        constants = _constant_tensors(interpreter)
+        layers = weight_layers(self.qmodel)
+        self.assertLen(layers, 7)
+        for layer in layers:
+            expected = _tflite_layout(layer)
+            matches = [
+                d for d, t in constants
+                if t.dtype == np.int8 and t.shape == expected.shape and np.array_equal(t, expected)
+            ]
+            self.assertLen(matches, 1, msg=layer.name)
+            (details,) = matches
+            steps = keras.ops.convert_to_numpy(layer.weight_step).reshape(-1)
+            scales = details["quantization_parameters"]["scales"].astype(np.float32)
+            # Integers are exact; the converter derives each scale from the
+            # fake-quant range in float arithmetic, which cannot land on every
+            # float32 step: at most one unit in the last place off.
+            np.testing.assert_array_max_ulp(scales, steps, maxulp=1)
+            np.testing.assert_array_equal(details["quantization_parameters"]["zero_points"], 0)
+
+    def test_every_op_is_integer(self):
+        for path, io_dtype in ((self.float_io, np.float32), (self.int8_io, np.int8)):
+            interpreter = Interpreter(model_path=path)
+            interpreter.allocate_tensors()
+            self.assertEqual(interpreter.get_input_details()[0]["dtype"], io_dtype)
+            self.assertEqual(interpreter.get_output_details()[0]["dtype"], io_dtype)
+            ops = interpreter._get_ops_details()
+            self.assertIn("CONV_2D", {op["op_name"] for op in ops})
+            self.assertIn("DEPTHWISE_CONV_2D", {op["op_name"] for op in ops})
+            for op in ops:
+                if op["op_name"] in _BOUNDARY_OPS:
+                    continue
+                dtypes = {
+                    interpreter._get_tensor_details(int(i), 0)["dtype"]
+                    for i in list(op["inputs"]) + list(op["outputs"])
+                    if i >= 0
+                }
+                self.assertLessEqual(dtypes, {np.int8, np.int32}, msg=op["op_name"])
+            if io_dtype == np.int8:
+                self.assertNotIn("QUANTIZE", {op["op_name"] for op in ops})
+
+    def test_verify_agrees_with_the_keras_model(self):
+        test_images = random_images(40, seed=1)
+        for path in (self.float_io, self.int8_io):
+            agreement = ks.verify_tflite(path, self.qmodel, test_images)
+            self.assertEqual(agreement.num_images, 40)
+            self.assertGreaterEqual(agreement.top1_agreement, 0.95)
+            # Float tensors of the Keras model are 8-bit in the file: a few
+            # output steps of difference, not more.
+            self.assertLess(agreement.max_error_steps, 8.0)
+            self.assertIn("top-1 agreement", str(agreement))
+
+    def test_low_bit_weights_pack_symmetric_4_bit_layers(self):
+        qmodel = ks.quantize_model(tiny_resnet(), ks.QuantConfig(4, 4, weight_symmetric=True))
+        ks.calibrate_activations(qmodel, self.images)
+        folder = self.temp_dir()
+        plain = ks.export_tflite(qmodel, os.path.join(folder, "int8.tflite"), self.images)
+        packed = ks.export_tflite(
+            qmodel, os.path.join(folder, "int4.tflite"), self.images, low_bit_weights=True
+        )
+        # Five 4-bit layers hold 3 104 weights: int4 saves about 1.5 KB.
+        self.assertLess(os.path.getsize(packed), os.path.getsize(plain) - 1000)
+        agreement = ks.verify_tflite(packed, qmodel, random_images(20, seed=1))
+        self.assertEqual(agreement.top1_agreement, 1.0)
+
+    def test_errors(self):
+        path = os.path.join(self.temp_dir(), "x.tflite")
+        with self.assertRaisesRegex(ValueError, "representative_data=None"):
+            ks.export_tflite(self.qmodel, path)
+        with self.assertRaisesRegex(ValueError, "shape"):
+            ks.export_tflite(self.qmodel, path, np.zeros((4, 8, 8, 3), "float32"))
+        with self.assertRaisesRegex(ValueError, "no quantized layer"):
+            ks.export_tflite(tiny_resnet(), path, self.images)
+        self.assertFalse(os.path.exists(path))
+
+    def test_asymmetric_8_bit_weights_do_not_fit_int8(self):
+        layer = QuantConv2D(4, 1, weight_bits=8, weight_symmetric=False, mode="hard")
+        layer.build((None, 4, 4, 2))
+        # All-positive weights: zero point 0, integers up to 255.
+        layer.kernel.assign(np.linspace(0.1, 1.0, 8).reshape(1, 1, 2, 4))
+        layer.initialize_weight_quantizer(weight_range="minmax")
+        with self.assertRaisesRegex(ValueError, r"outside \[-127, 127\].*weight_symmetric=False"):
+            deployed_weights(layer)
+
+    def test_eight_bit_layers_are_symmetric(self):
+        for layer in weight_layers(self.qmodel):
+            if layer.weight_bits == 8:
+                self.assertTrue(layer.weight_symmetric, msg=layer.name)
+                self.assertLessEqual(np.abs(layer.integer_kernel()).max(), 127)
