@@ -59,7 +59,10 @@ def main(argv):
     path = os.path.join(_OUTPUT.value, f"{_MODEL.value}_{_BITS_FLAG.value.lower()}.keras")
     qmodel.save(path)
 
-    tflite_path = ks.export_tflite(qmodel, path.replace(".keras", ".tflite"), images)
+    # Synthetic images need not span the real pixel range: state it.
+    tflite_path = ks.export_tflite(
+        qmodel, path.replace(".keras", ".tflite"), images, input_range=(0.0, 1.0)
+    )
 
     x_test, y_test = load_fashion_mnist("test")
     lite_outputs, _ = ks.export.run_tflite(tflite_path, x_test)

@@ -144,8 +144,24 @@ class ExportTest(TestCase):
         agreement = ks.verify_tflite(packed, qmodel, random_images(20, seed=1))
         self.assertEqual(agreement.top1_agreement, 1.0)
 
+    def test_input_range_sets_the_input_quantization(self):
+        # Representative images in [0, 100] only; the model takes [0, 255].
+        path = ks.export_tflite(
+            self.qmodel, os.path.join(self.temp_dir(), "r.tflite"), self.images * 100 / 255,
+            input_range=(0, 255),
+        )
+        interpreter = Interpreter(model_path=path)
+        interpreter.allocate_tensors()
+        first = interpreter._get_ops_details()[0]
+        self.assertEqual(first["op_name"], "QUANTIZE")
+        scale, zero_point = interpreter._get_tensor_details(int(first["outputs"][0]), 0)["quantization"]
+        self.assertAlmostEqual(scale, 1.0, places=5)  # 255 / 255 levels
+        self.assertEqual(zero_point, -128)
+
     def test_errors(self):
         path = os.path.join(self.temp_dir(), "x.tflite")
+        with self.assertRaisesRegex(ValueError, "input_range"):
+            ks.export_tflite(self.qmodel, path, self.images, input_range=(1, 0))
         with self.assertRaisesRegex(ValueError, "representative_data=None"):
             ks.export_tflite(self.qmodel, path)
         with self.assertRaisesRegex(ValueError, "shape"):

@@ -19,6 +19,7 @@ def export_tflite(
     int8_io=False,
     low_bit_weights=False,
     activation_grid="exact",
+    input_range=None,
     max_samples=256,
 ):
     """Write `qmodel` as an integer TFLite model (int8 ops, int32 biases).
@@ -48,6 +49,10 @@ def export_tflite(
         low_bit_weights: ask the converter to pack weights below 8 bits
             (`_experimental_low_bit_qat`); weights stay int8 where it cannot.
         activation_grid: `"exact"` or `"range"` (see above).
+        input_range: `(low, high)` of the model's inputs, e.g. `(0, 1)` for
+            pixels in [0, 1]. Default: the range of `representative_data`,
+            which synthetic images may not span (GENIE images of the
+            reference models stop near 0.8): pass it with synthetic data.
         max_samples: images used to observe ranges.
 
     Returns:
@@ -80,9 +85,16 @@ def export_tflite(
             f"`representative_data` must be finite images of shape (N, {', '.join(map(str, expected))}). "
             f"Received: representative_data with shape {images.shape}"
         )
+    if input_range is not None and not float(input_range[1]) > float(input_range[0]):
+        raise ValueError(
+            "`input_range` must be (low, high) with high > low. "
+            f"Received: input_range={input_range!r}"
+        )
     path = os.fspath(path)
     if keras.backend.backend() != "tensorflow":
-        return _export_in_child(qmodel, path, images, int8_io, low_bit_weights, activation_grid)
+        return _export_in_child(
+            qmodel, path, images, int8_io, low_bit_weights, activation_grid, input_range
+        )
     try:
         import tensorflow as tf
     except ImportError:
@@ -92,14 +104,22 @@ def export_tflite(
     from keras_sagdq.export.graph import FakeQuantGraph
 
     graph = FakeQuantGraph(qmodel, activation_grid, low_bit_weights)
-    graph.observe(images)
+    calibration = images
+    if input_range is not None:
+        low, high = (float(v) for v in input_range)
+        # Two constant images at the ends of the input range widen every
+        # observed range (and the converter's own input calibration) to
+        # what real inputs can reach.
+        ends = np.stack([np.full(expected, low, np.float32), np.full(expected, high, np.float32)])
+        calibration = np.concatenate([images, ends])
+    graph.observe(calibration)
     spec = tf.TensorSpec((1, *expected), tf.float32)
     function = tf.function(lambda x: graph(x), input_signature=[spec])
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
         [function.get_concrete_function()], function
     )
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([x[None]] for x in images)
+    converter.representative_dataset = lambda: ([x[None]] for x in calibration)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     if int8_io:
         converter.inference_input_type = tf.int8
@@ -115,7 +135,7 @@ def export_tflite(
     return path
 
 
-def _export_in_child(qmodel, path, images, int8_io, low_bit_weights, activation_grid):
+def _export_in_child(qmodel, path, images, int8_io, low_bit_weights, activation_grid, input_range):
     # Keras' torch backend cannot trace to TensorFlow; a TensorFlow-backend
     # process loads the saved model (outputs match to ~1e-7) and converts it.
     with tempfile.TemporaryDirectory() as folder:
@@ -126,7 +146,7 @@ def _export_in_child(qmodel, path, images, int8_io, low_bit_weights, activation_
         np.save(images_path, images, allow_pickle=False)
         with open(options_path, "w") as f:
             json.dump({"int8_io": int8_io, "low_bit_weights": low_bit_weights,
-                       "activation_grid": activation_grid}, f)
+                       "activation_grid": activation_grid, "input_range": input_range}, f)
         env = dict(os.environ, KERAS_BACKEND="tensorflow")
         result = subprocess.run(
             [sys.executable, "-m", "keras_sagdq.export.convert", model_path,
