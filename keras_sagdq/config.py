@@ -103,3 +103,20 @@ class QuantConfig:
         if position == "last" and self.last_layer_activation_bits is not None:
             return self.last_layer_activation_bits
         return self.activation_bits
+
+
+def with_overrides(config, overrides, what):
+    """`config` (a dataclass) with fields replaced by `overrides`.
+
+    Raises:
+        ValueError: naming every override that is not a field, e.g.
+            `what="synthesis"` gives "Unknown synthesis option(s) ...".
+    """
+    fields = {f.name for f in dataclasses.fields(config)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(
+            f"Unknown {what} option(s) {unknown}; valid: {sorted(fields)}. "
+            f"Received: {', '.join(f'{k}={overrides[k]!r}' for k in unknown)}"
+        )
+    return dataclasses.replace(config, **overrides)

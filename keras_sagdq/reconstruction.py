@@ -29,6 +29,7 @@ import numpy as np
 from keras import ops
 
 from keras_sagdq import backend
+from keras_sagdq.config import with_overrides
 from keras_sagdq.calibration import calibrate_activations
 from keras_sagdq.graph.blocks import find_blocks
 from keras_sagdq.layers import activation_quantizers
@@ -95,14 +96,7 @@ def reconstruction_config(profile="fast", **overrides):
     """
     if profile not in PROFILES:
         raise ValueError(f"`profile` must be one of {sorted(PROFILES)}. Received: profile={profile!r}")
-    fields = {f.name for f in dataclasses.fields(ReconstructionConfig)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise ValueError(
-            f"Unknown reconstruction option(s) {unknown}; valid: {sorted(fields)}. "
-            f"Received: {', '.join(f'{k}={overrides[k]!r}' for k in unknown)}"
-        )
-    return dataclasses.replace(PROFILES[profile], **overrides)
+    return with_overrides(PROFILES[profile], overrides, "reconstruction")
 
 
 def reconstruct(

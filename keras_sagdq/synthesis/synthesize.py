@@ -19,6 +19,7 @@ import math
 import keras
 import numpy as np
 
+from keras_sagdq.config import with_overrides
 from keras_sagdq.synthesis.probe import BatchNormProbe
 from keras_sagdq.synthesis.probe import input_normalization
 from keras_sagdq.synthesis.storage import BatchStore
@@ -101,14 +102,7 @@ def synthesis_config(method="genie", profile="fast", **overrides):
         raise ValueError(f"`method` must be 'genie' or 'zeroq'. Received: method={method!r}")
     if (method, profile) not in PROFILES:
         raise ValueError(f"`profile` must be 'fast' or 'paper'. Received: profile={profile!r}")
-    fields = {f.name for f in dataclasses.fields(SynthesisConfig)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise ValueError(
-            f"Unknown synthesis option(s) {unknown}; valid: {sorted(fields)}. "
-            f"Received: {', '.join(f'{k}={overrides[k]!r}' for k in unknown)}"
-        )
-    return dataclasses.replace(PROFILES[(method, profile)], **overrides)
+    return with_overrides(PROFILES[(method, profile)], overrides, "synthesis")
 
 
 def synthesize(
