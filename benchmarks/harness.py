@@ -117,11 +117,7 @@ def tflite_latency_ms(path, image, runs=200):
     interpreter = Interpreter(model_path=path, num_threads=1)
     interpreter.allocate_tensors()
     (inp,) = interpreter.get_input_details()
-    x = image[None].astype(np.float32)
-    if inp["dtype"] == np.int8:
-        scale, zero = inp["quantization"]
-        x = np.clip(np.round(x / scale) + zero, -128, 127).astype(np.int8)
-    interpreter.set_tensor(inp["index"], x)
+    interpreter.set_tensor(inp["index"], ks.export.verify.to_input(image[None], inp))
     times = []
     for _ in range(runs + 10):
         start = time.perf_counter()

@@ -15,7 +15,7 @@ def main(argv):
     import keras
     import numpy as np
 
-    import keras_sagdq  # registers the quantized layers
+    import keras_sagdq  # noqa: F401  (registers the quantized layers)
     from keras_sagdq.export.tflite import export_tflite
 
     qmodel = keras.models.load_model(model_path, safe_mode=True)
@@ -23,7 +23,6 @@ def main(argv):
     with open(options_path) as f:
         options = json.load(f)
     export_tflite(qmodel, output_path, representative_data=images, **options)
-    del keras_sagdq
 
 
 if __name__ == "__main__":

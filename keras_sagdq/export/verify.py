@@ -33,6 +33,15 @@ class TFLiteAgreement:
         )
 
 
+def to_input(images, details):
+    """`images` as the interpreter input `details` expect (int8-quantized if int8)."""
+    x = np.asarray(images, np.float32)
+    if details["dtype"] == np.int8:
+        scale, zero = details["quantization"]
+        x = np.clip(np.round(x / scale) + zero, -128, 127).astype(np.int8)
+    return x
+
+
 def run_tflite(path, images):
     """Outputs of a `.tflite` file on `images`, one image at a time, as float32.
 
@@ -47,11 +56,7 @@ def run_tflite(path, images):
     (out,) = interpreter.get_output_details()
     outputs = []
     for image in np.asarray(images, np.float32):
-        x = image[None]
-        if inp["dtype"] == np.int8:
-            scale, zero = inp["quantization"]
-            x = np.clip(np.round(x / scale) + zero, -128, 127).astype(np.int8)
-        interpreter.set_tensor(inp["index"], x)
+        interpreter.set_tensor(inp["index"], to_input(image[None], inp))
         interpreter.invoke()
         y = interpreter.get_tensor(out["index"])
         if out["dtype"] == np.int8:
