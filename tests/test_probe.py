@@ -3,7 +3,6 @@ import numpy as np
 from keras import layers
 
 from keras_sagdq.synthesis import BatchNormProbe
-from keras_sagdq.synthesis import input_normalization
 from tests.test_case import TestCase
 from tests.test_case import random_images
 from tests.test_case import tiny_resnet
@@ -85,29 +84,3 @@ class BatchNormProbeTest(TestCase):
         two_inputs = keras.Model([a, b], layers.BatchNormalization()(layers.Add()([a, b])))
         with self.assertRaisesRegex(ValueError, "one image input"):
             BatchNormProbe(two_inputs)
-
-
-class InputNormalizationTest(TestCase):
-    def test_rescaling_chain(self):
-        mean, std = input_normalization(tiny_resnet())  # Rescaling(1/255)
-        self.assertAllClose(mean, [0, 0, 0], atol=1e-6)
-        self.assertAllClose(std, [255, 255, 255], rtol=1e-6)
-        inputs = keras.Input((4, 4, 1))
-        x = layers.Rescaling(1 / 255.0)(inputs)
-        x = layers.Rescaling(2.0, offset=-1.0)(x)  # [0, 255] -> [-1, 1]
-        x = layers.BatchNormalization()(layers.Conv2D(2, 1)(x))
-        mean, std = input_normalization(keras.Model(inputs, x))
-        self.assertAllClose(mean, [127.5], rtol=1e-6)
-        self.assertAllClose(std, [127.5], rtol=1e-6)
-
-    def test_normalization_layer_and_none(self):
-        inputs = keras.Input((4, 4, 2))
-        x = layers.Normalization(mean=[1.0, 2.0], variance=[4.0, 9.0])(inputs)
-        x = layers.BatchNormalization()(x)
-        mean, std = input_normalization(keras.Model(inputs, x))
-        self.assertAllClose(mean, [1, 2], rtol=1e-6)
-        self.assertAllClose(std, [2, 3], rtol=1e-6)
-        plain = keras.Model(inputs, layers.BatchNormalization()(inputs))
-        mean, std = input_normalization(plain)
-        self.assertAllClose(mean, [0, 0])
-        self.assertAllClose(std, [1, 1])

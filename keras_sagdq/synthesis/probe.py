@@ -21,7 +21,8 @@ _CONVOLUTIONS = (
 )
 
 
-def _check_model(model):
+def check_model(model):
+    """Raises unless `model` is a graph model with one fixed-size image input."""
     if not isinstance(model, keras.Model) or not tracing.is_graph_model(model):
         raise TypeError(
             "Synthesis reads BatchNorm statistics from a Sequential or Functional "
@@ -66,7 +67,7 @@ class BatchNormProbe:
     """
 
     def __init__(self, model, swing=False, seed=None):
-        _check_model(model)
+        check_model(model)
         self.model = model
         self.graph = tracing.trace(model)
         bn_steps = [
@@ -125,51 +126,3 @@ class BatchNormProbe:
             digest.update(mean.tobytes())
             digest.update(std.tobytes())
         return digest.hexdigest()[:16]
-
-
-def input_normalization(model):
-    """Per-channel `(mean, std)` that the model's leading layers standardize with.
-
-    Follows the input through leading `Rescaling` and `Normalization` layers
-    (the only reader of the tensor at each point) and composes them: images
-    `mean + std * z` with `z ~ N(0, 1)` reach the first other layer as
-    standardized values. A model without such layers gives `(0, 1)`.
-
-    Args:
-        model: a Sequential or Functional model with one image input.
-
-    Returns:
-        `(mean, std)`: float32 arrays of shape `(C,)`.
-
-    Example:
-
-    >>> mean, std = input_normalization(ks.models.load_reference_model("resnet20_fashion_mnist"))
-    >>> mean, std   # the Fashion-MNIST pixel statistics
-    (array([0.286], dtype=float32), array([0.353], dtype=float32))
-    """
-    _check_model(model)
-    graph = tracing.trace(model)
-    channels = int(model.inputs[0].shape[-1])
-    # The leading layers compute y = x * scale + offset; track scale and offset.
-    scale, offset = np.ones(channels), np.zeros(channels)
-    current = graph.inputs[0]
-    consumers = graph.consumers()
-    while len(consumers.get(current, [])) == 1:
-        (step,) = consumers[current]
-        layer = step.layer
-        if isinstance(layer, keras.layers.Rescaling):
-            a, b = np.broadcast_to(np.asarray(layer.scale, np.float64), (channels,)), np.broadcast_to(
-                np.asarray(layer.offset, np.float64), (channels,)
-            )
-        elif isinstance(layer, keras.layers.Normalization) and not layer.invert:
-            mean = np.reshape(np.asarray(layer.mean, np.float64), (-1,))
-            var = np.reshape(np.asarray(layer.variance, np.float64), (-1,))
-            a = np.broadcast_to(1 / np.sqrt(np.maximum(var, 1e-7)), (channels,))
-            b = np.broadcast_to(-mean, (channels,)) * a
-        else:
-            break
-        scale, offset = scale * a, offset * a + b
-        (current,) = step.outputs
-    mean = -offset / scale
-    std = 1 / np.abs(scale)
-    return mean.astype(np.float32), std.astype(np.float32)

@@ -85,6 +85,25 @@ class BatchStore:
     def save(self, index, images):
         _write_atomically(self.path(index), lambda f: np.save(f, images, allow_pickle=False))
 
+    def load_json(self, name):
+        """A JSON file saved by `save_json`, or None if it is not there.
+
+        Raises:
+            ValueError: if the file exists but is not valid JSON.
+        """
+        path = os.path.join(self.directory, name)
+        if not os.path.exists(path):
+            return None
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except (OSError, ValueError) as error:
+            raise ValueError(f"Saved file {path!r} is unreadable ({error}); delete it.") from None
+
+    def save_json(self, name, data):
+        path = os.path.join(self.directory, name)
+        _write_atomically(path, lambda f: f.write(json.dumps(data, indent=1).encode()))
+
 
 def _write_atomically(path, write):
     temporary = path + ".partial"

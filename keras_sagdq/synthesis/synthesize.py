@@ -20,9 +20,15 @@ import keras
 import numpy as np
 
 from keras_sagdq.config import with_overrides
+from keras_sagdq.graph import tracing
+from keras_sagdq.synthesis import diagnostics
+from keras_sagdq.synthesis.input_space import InputSpace
+from keras_sagdq.synthesis.input_space import declared_input_space
+from keras_sagdq.synthesis.input_space import resolve_input_space
 from keras_sagdq.synthesis.probe import BatchNormProbe
-from keras_sagdq.synthesis.probe import input_normalization
+from keras_sagdq.synthesis.probe import check_model
 from keras_sagdq.synthesis.storage import BatchStore
+from keras_sagdq.synthesis.trainer import StopOnNonFinite
 from keras_sagdq.synthesis.trainer import SynthesisTrainer
 
 METHODS = ("genie", "zeroq", "gaussian")
@@ -51,6 +57,9 @@ class SynthesisConfig:
         prior_weight: weight of the input prior (0 turns it off).
         swing: shift the input of every strided convolution by up to one pixel.
         per_sample: match statistics per image instead of per batch.
+        input_space_steps: GENIE steps of the run that infers the input
+            space of a model that does not declare it (`infer_input_space`).
+        input_space_lr: Adam rate of the learned input mean and log std.
     """
 
     steps: int = 4000
@@ -67,13 +76,15 @@ class SynthesisConfig:
     prior_weight: float = 1.0
     swing: bool = True
     per_sample: bool = False
+    input_space_steps: int = 300
+    input_space_lr: float = 0.02
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "latent_dim", "generator_decay_steps"):
+        for name in ("steps", "batch_size", "latent_dim", "generator_decay_steps", "input_space_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
-        for name in ("latent_lr", "generator_lr", "min_latent_lr"):
+        for name in ("latent_lr", "generator_lr", "min_latent_lr", "input_space_lr"):
             value = getattr(self, name)
             if not value > 0:
                 raise ValueError(f"`{name}` must be positive. Received: {name}={value!r}")
@@ -128,10 +139,16 @@ def synthesize(
     resumed run gives the same images as an uninterrupted one.
 
     The model's input space is described by a per-channel `mean` and `std`:
-    synthetic images are `mean + std * z` with `z` standardized. They are read
-    from leading `Rescaling` / `Normalization` layers (`input_normalization`);
-    for a model that takes raw pixels without such layers, pass them, e.g.
-    `input_mean=127.5, input_std=64.0` for [0, 255] inputs.
+    synthetic images are `mean + std * z` with `z` standardized. A leading
+    `Normalization` layer declares them; otherwise they are inferred from
+    the model's first BatchNorms and a short GENIE run
+    (`keras_sagdq.synthesis.infer_input_space`; docs/synthesis.md), and
+    printed when `verbose`. Pass `input_mean` / `input_std` to override,
+    e.g. `input_mean=127.5, input_std=64.0` for [0, 255] inputs.
+
+    Every synthesized batch is checked (`diagnostics.check_images`): images
+    far from the model's statistics, constant or saturated images, or
+    extreme pixels raise a `SynthesisWarning` naming the numbers.
 
     Args:
         model: a trained Sequential or Functional image classifier with
@@ -147,8 +164,9 @@ def synthesize(
             is running.
         callbacks: Keras callbacks passed to each batch's `fit`.
         input_mean: per-channel mean of the input space (float or list);
-            default: inferred.
-        input_std: per-channel std of the input space; default: inferred.
+            default: declared by a `Normalization` layer, else inferred.
+        input_std: per-channel std of the input space; default: as
+            `input_mean`.
         **options: any `SynthesisConfig` field, e.g. `steps=200`.
 
     Returns:
@@ -177,14 +195,15 @@ def synthesize(
         raise ValueError(f"`method` must be one of {METHODS}. Received: method={method!r}")
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"`num_samples` must be a positive integer. Received: num_samples={num_samples!r}")
-    mean, std = _input_space(model, input_mean, input_std)
+    check_model(model)
     image_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
     if method == "gaussian":
         if options:
             raise ValueError(f"method='gaussian' takes no options. Received: {sorted(options)}")
+        space = _gaussian_input_space(model, input_mean, input_std, seed, verbose)
         rng = np.random.default_rng(seed)
         noise = rng.standard_normal((num_samples, *image_shape))
-        return (mean + std * noise).astype(np.float32)
+        return (space.mean + space.std * noise).astype(np.float32)
 
     config = synthesis_config(method, profile, **options)
     probe = BatchNormProbe(model)
@@ -195,11 +214,12 @@ def synthesize(
             seed=seed,
             config=dataclasses.asdict(config),
             image_shape=image_shape,
-            input_mean=mean.tolist(),
-            input_std=std.tolist(),
+            input_mean=None if input_mean is None else np.asarray(input_mean).tolist(),
+            input_std=None if input_std is None else np.asarray(input_std).tolist(),
             model=probe.fingerprint(),
         )
         store = BatchStore(directory, settings)
+    space = _stored_or_resolved_input_space(model, store, input_mean, input_std, config, seed, verbose)
     num_batches = math.ceil(num_samples / config.batch_size)
     batches = []
     for index in range(num_batches):
@@ -209,19 +229,54 @@ def synthesize(
             if verbose:
                 print(f"Synthesis batch {index + 1}/{num_batches} ({method}, {size} images)")
             images = _synthesize_batch(
-                model, config, size, mean, std, _batch_seed(seed, index), index, verbose, callbacks
+                model, config, size, space, _batch_seed(seed, index), index, verbose, callbacks
             )
+            check = diagnostics.check_images(images, probe, space)
+            diagnostics.warn_if_degenerate(check, model.name, index, space)
             if store:
                 store.save(index, images)
         batches.append(images)
     return np.concatenate(batches)
 
 
-def _synthesize_batch(model, config, size, mean, std, seed, index, verbose, callbacks):
+_INPUT_SPACE_FILE = "input_space.json"
+
+
+def _stored_or_resolved_input_space(model, store, input_mean, input_std, config, seed, verbose):
+    # The inferred space is saved with the batches: a resumed run must use
+    # the same one, and inferring it again would cost a GENIE run.
+    stored = store.load_json(_INPUT_SPACE_FILE) if store else None
+    if stored is not None:
+        space = InputSpace.from_dict(stored)
+    else:
+        space = resolve_input_space(model, input_mean, input_std, config, seed=seed)
+        if store:
+            store.save_json(_INPUT_SPACE_FILE, space.to_dict())
+    if verbose:
+        print(f"Input space of {model.name!r}: {space}")
+    return space
+
+
+def _gaussian_input_space(model, input_mean, input_std, seed, verbose):
+    steps = tracing.trace(model).steps
+    has_bn = any(isinstance(s.layer, keras.layers.BatchNormalization) for s in steps)
+    if not has_bn and (input_mean is None or input_std is None) and declared_input_space(model) is None:
+        raise ValueError(
+            f"Model {model.name!r} has no BatchNormalization and no Normalization layer, "
+            "so its input space cannot be inferred: pass `input_mean` and `input_std`. "
+            f"Received: input_mean={input_mean!r}, input_std={input_std!r}"
+        )
+    space = resolve_input_space(model, input_mean, input_std, seed=seed)
+    if verbose:
+        print(f"Input space of {model.name!r}: {space}")
+    return space
+
+
+def _synthesize_batch(model, config, size, space, seed, index, verbose, callbacks):
     probe = BatchNormProbe(model, swing=config.swing, seed=seed)
-    trainer = SynthesisTrainer(probe, config, size, mean, std, seed=seed)
+    trainer = SynthesisTrainer(probe, config, size, space.mean, space.std, seed=seed)
     steps = np.zeros((config.steps, 1), np.float32)
-    callbacks = [_StopOnNonFinite(index)] + list(callbacks or [])
+    callbacks = [StopOnNonFinite(f"batch {index}")] + list(callbacks or [])
     trainer.fit(steps, batch_size=1, epochs=1, shuffle=False, verbose=verbose, callbacks=callbacks)
     images = trainer.images()
     if not np.all(np.isfinite(images)):
@@ -229,43 +284,7 @@ def _synthesize_batch(model, config, size, mean, std, seed, index, verbose, call
     return images
 
 
-class _StopOnNonFinite(keras.callbacks.Callback):
-    """Stops synthesis with an error naming the batch and step of a bad loss."""
-
-    def __init__(self, index):
-        super().__init__()
-        self.index = index
-
-    def on_train_batch_end(self, step, logs=None):
-        loss = float((logs or {}).get("loss", 0.0))
-        if not math.isfinite(loss):
-            raise FloatingPointError(
-                f"Synthesis loss became {loss} at batch {self.index}, step {step + 1}. "
-                "Check the model's BatchNorm statistics for NaN/inf values, or lower "
-                "`latent_lr` / `generator_lr`."
-            )
-
-
 def _batch_seed(seed, index):
     # Small enough that the seeds derived from it (x1000 in the probe) fit
     # the int32 seeds of Keras' torch backend.
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0] % 2**20)
-
-
-def _input_space(model, input_mean, input_std):
-    mean, std = input_normalization(model)
-    channels = mean.shape[0]
-    for name, value in (("input_mean", input_mean), ("input_std", input_std)):
-        if value is None:
-            continue
-        array = np.asarray(value, np.float32).reshape(-1)
-        if array.size not in (1, channels) or not np.all(np.isfinite(array)):
-            raise ValueError(
-                f"`{name}` must be a finite number or one per channel ({channels}). "
-                f"Received: {name}={value!r}"
-            )
-        if name == "input_std" and np.any(array <= 0):
-            raise ValueError(f"`input_std` must be positive. Received: input_std={value!r}")
-        array = np.broadcast_to(array, (channels,)).astype(np.float32)
-        mean, std = (array, std) if name == "input_mean" else (mean, array)
-    return mean, std

@@ -1,5 +1,7 @@
 """The synthesis optimization as a Keras model: `fit` drives one batch of images."""
 
+import math
+
 import keras
 import numpy as np
 from keras import ops
@@ -28,9 +30,23 @@ class SynthesisTrainer(keras.Model):
         input_mean: per-channel mean of the model's input space.
         input_std: per-channel std of the model's input space.
         seed: seed of the generator, the latents or pixels.
+        learn_mean: also learn the input space's mean (a per-channel shift
+            of the images, Adam at `config.input_space_lr`).
+        learn_std: also learn the input space's std (a per-channel log scale).
     """
 
-    def __init__(self, probe, config, batch_size, input_mean, input_std, seed=0, **kwargs):
+    def __init__(
+        self,
+        probe,
+        config,
+        batch_size,
+        input_mean,
+        input_std,
+        seed=0,
+        learn_mean=False,
+        learn_std=False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self._probe = probe
         self._config = config
@@ -65,6 +81,16 @@ class SynthesisTrainer(keras.Model):
             )
             self._groups = [[self.codes]]
             self._optimizers = [keras.optimizers.Adam(config.latent_lr)]
+        # images = mean + std * (shift + exp(log_scale) * standardized): the
+        # generator's last BatchNorm pins its output to mean 0 / std 1, so
+        # these two are the only way the image statistics can move.
+        channels = image_shape[-1]
+        self.input_shift = keras.Variable(np.zeros(channels, "float32"), name="input_shift")
+        self.input_log_scale = keras.Variable(np.zeros(channels, "float32"), name="input_log_scale")
+        learned = [v for v, on in ((self.input_shift, learn_mean), (self.input_log_scale, learn_std)) if on]
+        if learned:
+            self._groups.append(learned)
+            self._optimizers.append(keras.optimizers.Adam(config.input_space_lr))
         for optimizer, group in zip(self._optimizers, self._groups):
             optimizer.build(group)
         self._best = keras.Variable(np.inf, trainable=False, name="plateau_best")
@@ -77,10 +103,19 @@ class SynthesisTrainer(keras.Model):
             return self.codes.value
         return self.generator(self.codes.value, training=True)
 
+    def _to_input_space(self, standardized):
+        scaled = self.input_shift.value + ops.exp(self.input_log_scale.value) * standardized
+        return scaled * self._input_std + self._input_mean
+
     def images(self):
         """The current batch in the model's input space, as numpy float32."""
-        standardized = self._standardized()
-        return ops.convert_to_numpy(standardized * self._input_std + self._input_mean)
+        return ops.convert_to_numpy(self._to_input_space(self._standardized()))
+
+    def input_space(self):
+        """`(mean, std)` of the images now, numpy float32 `(C,)` each."""
+        mean = self._input_mean + self._input_std * self.input_shift.value
+        std = self._input_std * ops.exp(self.input_log_scale.value)
+        return ops.convert_to_numpy(mean), ops.convert_to_numpy(std)
 
     def _reduce_on_plateau(self, loss):
         # PyTorch's ReduceLROnPlateau rule: a relative improvement of 1e-4
@@ -99,7 +134,7 @@ class SynthesisTrainer(keras.Model):
 
         def loss_fn():
             standardized = self._standardized()
-            images = standardized * self._input_std + self._input_mean
+            images = self._to_input_space(standardized)
             _, bn_inputs = self._probe(images)
             parts["bn"] = bn_statistics_loss(
                 bn_inputs, self._means, self._stds, per_sample=self._config.per_sample
@@ -119,3 +154,25 @@ class SynthesisTrainer(keras.Model):
         loss = ops.stop_gradient(loss)
         self._reduce_on_plateau(loss)
         return {"loss": loss, **parts, "latent_lr": self._optimizers[0].learning_rate}
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stops synthesis with an error naming where and at which step the loss broke.
+
+    Args:
+        where: what is running, e.g. `"batch 3"`; the error reads
+            "... at batch 3, step 17".
+    """
+
+    def __init__(self, where):
+        super().__init__()
+        self.where = where
+
+    def on_train_batch_end(self, step, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"Synthesis loss became {loss} at {self.where}, step {step + 1}. "
+                "Check the model's BatchNorm statistics for NaN/inf values, or lower "
+                "`latent_lr` / `generator_lr`."
+            )
