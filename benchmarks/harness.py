@@ -36,11 +36,14 @@ import keras_sagdq as ks
 from keras_sagdq.datasets import load_fashion_mnist
 from keras_sagdq.models import REFERENCE_MODELS
 from keras_sagdq.models import load_reference_model
+from keras_sagdq.models import zoo
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BITS = {"W8A8": (8, 8), "W4A4": (4, 4), "W3A3": (3, 3), "W2A4": (2, 4)}
 
-_MODELS = flags.DEFINE_list("models", list(REFERENCE_MODELS), "Reference models.")
+_MODELS = flags.DEFINE_list(
+    "models", list(REFERENCE_MODELS), "Reference models and/or zoo models (keras_sagdq/models/zoo.py)."
+)
 _SETTINGS = flags.DEFINE_list("bits", list(BITS), "Bit settings.")
 _SOURCES = flags.DEFINE_list(
     "calibration", ["real", "gaussian"], "Calibration sources: real, gaussian, genie, zeroq."
@@ -76,11 +79,30 @@ _TABLE = flags.DEFINE_string(
 )
 
 
-def calibration_images(source, num_samples, model, model_name, options, seed=0):
+def load_model(name):
+    """A reference or zoo model, and the function mapping [0, 1] pixels to its input."""
+    if name in zoo.ZOO_MODELS:
+        return zoo.load_zoo_model(name), lambda x: zoo.to_model_input(x, name)
+    return load_reference_model(name), lambda x: x
+
+
+def git_commit():
+    """The checked-out commit, with "+changes" if the tree differs from it."""
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=_ROOT, capture_output=True, text=True).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no", "keras_sagdq", "benchmarks/harness.py")
+    return commit + ("+changes" if dirty else "")
+
+
+def calibration_images(source, num_samples, model, model_name, options, seed=0, to_input=None):
     """Calibration images and seconds per synthesis step (None if not synthesized)."""
     if source == "real":
         images, _ = load_fashion_mnist("train")
-        return images[:num_samples], None
+        return (to_input or (lambda x: x))(images[:num_samples]), None
     if source == "gaussian":
         return ks.synthesize(model, num_samples, method="gaussian", seed=seed), None
     if source in ("genie", "zeroq"):
@@ -201,9 +223,12 @@ def run_rows(model_name, settings, sources, methods, num_samples, quick, options
         num_samples = min(num_samples, 128)
         options = dict(options, steps=min(options.get("steps", 50), 50))
         synthesis_options = dict(synthesis_options, steps=min(synthesis_options.get("steps", 20), 20))
-    model = load_reference_model(model_name)
+    model, to_input = load_model(model_name)
+    x_test = to_input(x_test)
     common = dict(
         model=model_name,
+        commit=git_commit(),
+        seed=0,
         backend=keras.backend.backend(),
         test_images=len(x_test),
         quick=quick,
@@ -215,7 +240,8 @@ def run_rows(model_name, settings, sources, methods, num_samples, quick, options
                  seconds={"evaluate": time.time() - start}, peak_mb=peak_memory_mb())]
     print(rows[-1])
     for source in sources:
-        images, timing = calibration_images(source, num_samples, model, model_name, synthesis_options)
+        images, timing = calibration_images(source, num_samples, model, model_name, synthesis_options,
+                                            to_input=to_input)
         label = f"{source} ({len(images)})"
         if timing:
             label = f"{source} ({len(images)}, {options_label(synthesis_options)})"

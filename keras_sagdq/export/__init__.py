@@ -1,5 +1,6 @@
 """TFLite integer export and its verification."""
 
+from keras_sagdq.export.tflite import default_input_range
 from keras_sagdq.export.tflite import export_tflite
 from keras_sagdq.export.verify import TFLiteAgreement
 from keras_sagdq.export.verify import run_tflite

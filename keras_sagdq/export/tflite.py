@@ -50,9 +50,12 @@ def export_tflite(
             (`_experimental_low_bit_qat`); weights stay int8 where it cannot.
         activation_grid: `"exact"` or `"range"` (see above).
         input_range: `(low, high)` of the model's inputs, e.g. `(0, 1)` for
-            pixels in [0, 1]. Default: the range of `representative_data`,
-            which synthetic images may not span (GENIE images of the
-            reference models stop near 0.8): pass it with synthetic data.
+            pixels in [0, 1]. Default: `default_input_range` (the range of
+            `representative_data` widened by a quarter of its span on each
+            side, and the [0, 255] pixel range of a model that starts with
+            `Rescaling(1/255)` or `Rescaling(1/127.5, offset=-1)`), so that
+            synthetic data, which rarely reaches the extremes of real
+            pixels, does not make the file clip real inputs.
         max_samples: images used to observe ranges.
 
     Returns:
@@ -85,7 +88,9 @@ def export_tflite(
             f"`representative_data` must be finite images of shape (N, {', '.join(map(str, expected))}). "
             f"Received: representative_data with shape {images.shape}"
         )
-    if input_range is not None and not float(input_range[1]) > float(input_range[0]):
+    if input_range is None:
+        input_range = default_input_range(qmodel, images)
+    if not float(input_range[1]) > float(input_range[0]):
         raise ValueError(
             "`input_range` must be (low, high) with high > low. "
             f"Received: input_range={input_range!r}"
@@ -104,14 +109,12 @@ def export_tflite(
     from keras_sagdq.export.graph import FakeQuantGraph
 
     graph = FakeQuantGraph(qmodel, activation_grid, low_bit_weights)
-    calibration = images
-    if input_range is not None:
-        low, high = (float(v) for v in input_range)
-        # Two constant images at the ends of the input range widen every
-        # observed range (and the converter's own input calibration) to
-        # what real inputs can reach.
-        ends = np.stack([np.full(expected, low, np.float32), np.full(expected, high, np.float32)])
-        calibration = np.concatenate([images, ends])
+    low, high = (float(v) for v in input_range)
+    # Two constant images at the ends of the input range widen every
+    # observed range (and the converter's own input calibration) to what
+    # real inputs can reach.
+    ends = np.stack([np.full(expected, low, np.float32), np.full(expected, high, np.float32)])
+    calibration = np.concatenate([images, ends])
     graph.observe(calibration)
     spec = tf.TensorSpec((1, *expected), tf.float32)
     function = tf.function(lambda x: graph(x), input_signature=[spec])
@@ -133,6 +136,53 @@ def export_tflite(
     with open(path, "wb") as f:
         f.write(data)
     return path
+
+
+# Leading rescalings that say the model takes 8-bit pixels.
+_PIXEL_RESCALINGS = ((1 / 255.0, 0.0), (1 / 127.5, -1.0), (2 / 255.0, -1.0))
+
+
+def default_input_range(qmodel, images, margin=0.25):
+    """The input range `export_tflite` uses when none is given.
+
+    The range of `images` widened by `margin` times its span on each side;
+    for a model whose first layer is a `Rescaling` of 8-bit pixels
+    (`1/255`, or `1/127.5` with offset -1), also [0, 255].
+
+    Args:
+        qmodel: the model to export (its first layer is inspected).
+        images: the representative images.
+        margin: widening on each side, as a fraction of the span.
+
+    Returns:
+        `(low, high)` floats.
+
+    Example:
+
+    >>> default_input_range(qmodel, synthetic_images)   # images in [0.0, 0.8]
+    (-0.2, 1.0)
+    """
+    low, high = float(np.min(images)), float(np.max(images))
+    span = max(high - low, 1e-6)
+    low, high = low - margin * span, high + margin * span
+    first = _first_layer(qmodel)
+    if isinstance(first, keras.layers.Rescaling):
+        scale = np.unique(np.asarray(first.scale, np.float64))
+        offset = np.unique(np.asarray(first.offset, np.float64))
+        if scale.size == 1 and offset.size == 1 and any(
+            np.isclose(scale[0], a, rtol=1e-4) and np.isclose(offset[0], b, atol=1e-4)
+            for a, b in _PIXEL_RESCALINGS
+        ):
+            low, high = min(low, 0.0), max(high, 255.0)
+    return low, high
+
+
+def _first_layer(model):
+    from keras_sagdq.graph import tracing
+
+    graph = tracing.trace(model)
+    consumers = graph.consumers().get(graph.inputs[0], [])
+    return consumers[0].layer if len(consumers) == 1 else None
 
 
 def _export_in_child(qmodel, path, images, int8_io, low_bit_weights, activation_grid, input_range):
