@@ -9,6 +9,14 @@ cd "$(dirname "$0")/.."
 python -m pip install --quiet "torch==2.13.0"
 python -m pip install --quiet -e ".[test]"
 
+# The accuracy tests read the real Fashion-MNIST test split from Debian's
+# package; install it where apt-get can (as root), else those tests skip.
+if [ ! -d /usr/share/datasets/fashion-mnist ] && [ -z "${KERAS_SAGDQ_FASHION_MNIST:-}" ] \
+    && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null \
+        || echo "warning: could not install dataset-fashion-mnist; accuracy tests will skip"
+fi
+
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 status=0
 for backend in tensorflow torch; do

@@ -158,6 +158,25 @@ class ExportTest(TestCase):
         self.assertAlmostEqual(scale, 1.0, places=5)  # 255 / 255 levels
         self.assertEqual(zero_point, -128)
 
+    def test_default_input_range(self):
+        # tiny_resnet starts with Rescaling(1/255): [0, 255] pixels are covered
+        # even when the representative images stop at 100.
+        images = np.linspace(0, 100, 12 * 12 * 3 * 2, dtype="float32").reshape(2, 12, 12, 3)
+        self.assertEqual(ks.export.default_input_range(self.qmodel, images), (-25.0, 255.0))
+        inputs = keras.Input((4, 4, 1))
+        x = keras.layers.Conv2D(2, 1)(inputs)
+        plain = ks.quantize_model(keras.Model(inputs, keras.layers.Dense(2)(x)))
+        unit = np.linspace(0, 0.8, 32, dtype="float32").reshape(2, 4, 4, 1)
+        low, high = ks.export.default_input_range(plain, unit)
+        self.assertAlmostEqual(low, -0.2, places=5)
+        self.assertAlmostEqual(high, 1.0, places=5)
+        # The file's input grid follows it: (255 + 25) / 255 per level.
+        path = ks.export_tflite(self.qmodel, os.path.join(self.temp_dir(), "d.tflite"), images)
+        interpreter = Interpreter(model_path=path)
+        first = interpreter._get_ops_details()[0]
+        scale, _ = interpreter._get_tensor_details(int(first["outputs"][0]), 0)["quantization"]
+        self.assertAlmostEqual(scale, 280.0 / 255, places=3)
+
     def test_errors(self):
         path = os.path.join(self.temp_dir(), "x.tflite")
         with self.assertRaisesRegex(ValueError, "input_range"):
