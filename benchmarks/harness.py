@@ -294,8 +294,8 @@ def write_table(results, path):
                        r["calibration"], order.get(r["bits"], 99)),
     )
     lines = [
-        "| model | backend | bits | method | calibration | top-1 % | Δ vs FP | seconds (stages) | peak MB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | backend | bits | method | calibration | top-1 % | Δ vs FP | seconds (stages) | peak MB | commit |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     fp = {(r["model"], r["backend"], r["quick"]): r["top1"] for r in results if r["bits"] == "FP"}
     for r in results:
@@ -313,14 +313,14 @@ def write_table(results, path):
             stages += f" ({r['seconds']['steps_per_s']:.0f} steps/s)"
         lines.append(
             f"| {r['model']} | {r['backend']} | {r['bits']} | {r['method']} | {r['calibration']} "
-            f"| {100 * r['top1']:.2f} | {delta} | {stages} | {r['peak_mb']:.0f} |"
+            f"| {100 * r['top1']:.2f} | {delta} | {stages} | {r['peak_mb']:.0f} | {r.get('commit', '-')} |"
         )
     _replace_section(path, "results", lines)
     exported = [r for r in results if r.get("tflite") and not r["quick"]]
     lines = [
         "| model | backend | bits | calibration | Keras top-1 % | .tflite top-1 % | Δ | .tflite KB | float KB "
-        "| size ratio | int8 ms | float ms | speed-up |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| size ratio | int8 ms | float ms | speed-up | commit |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in exported:
         t = r["tflite"]
@@ -329,7 +329,7 @@ def write_table(results, path):
             f"| {100 * t['top1']:.2f} | {100 * (t['top1'] - r['top1']):+.2f} | {t['bytes'] / 1024:.0f} "
             f"| {t['float_bytes'] / 1024:.0f} | {t['float_bytes'] / t['bytes']:.2f}x "
             f"| {t['latency_ms']:.3f} | {t['float_latency_ms']:.3f} "
-            f"| {t['float_latency_ms'] / t['latency_ms']:.2f}x |"
+            f"| {t['float_latency_ms'] / t['latency_ms']:.2f}x | {r.get('commit', '-')} |"
         )
     _replace_section(path, "export", lines)
 
