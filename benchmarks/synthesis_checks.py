@@ -30,6 +30,11 @@ sys.path.insert(0, _HERE)  # the harness beside this file
 import harness  # noqa: E402
 
 _DEGENERATE = flags.DEFINE_string("degenerate", None, "Also check a degenerate batch of this model.")
+_GRIDS_DIR = flags.DEFINE_string(
+    "grids_dir", None,
+    "If set, also write the first 64 images of each model's first batch there as "
+    "genie_<model>.png, with black and white at the model's inputs for real pixels 0 and 1.",
+)
 
 
 def _line(label, check):
@@ -48,7 +53,14 @@ def main(argv):
         with open(os.path.join(folder, "input_space.json")) as f:
             space = InputSpace.from_dict(json.load(f))
         probe = BatchNormProbe(model)
-        for path in sorted(glob.glob(os.path.join(folder, "batch_*.npy"))):
+        paths = sorted(glob.glob(os.path.join(folder, "batch_*.npy")))
+        if _GRIDS_DIR.value and paths:
+            _, to_input = harness.load_model(name)
+            black, white = (float(to_input(np.float32(v))) for v in (0.0, 1.0))
+            ks.save_image_grid(np.load(paths[0], allow_pickle=False)[:64],
+                               os.path.join(_GRIDS_DIR.value, f"genie_{name}.png"),
+                               value_range=(black, white))
+        for path in paths:
             check = check_images(np.load(path, allow_pickle=False), probe, space)
             print(_line(f"{name} {os.path.basename(path)[:-4]}", check), flush=True)
     if _DEGENERATE.value:

@@ -197,9 +197,9 @@ def infer_input_space(model, config=None, input_mean=None, input_std=None, seed=
     Args:
         model: a trained Sequential or Functional image classifier with
             BatchNormalization layers.
-        config: a `SynthesisConfig` (its generator settings and
-            `input_space_steps` / `input_space_lr`); default: the GENIE
-            `fast` preset.
+        config: a `SynthesisConfig` whose `input_space_steps`,
+            `input_space_lr`, `latent_dim` and `batch_size` (at most 64 is
+            used) apply; the rest is GENIE's `fast` preset whatever the method.
         input_mean: optional per-channel mean to keep fixed.
         input_std: optional per-channel std to keep fixed.
         seed: seed of the run.
@@ -218,8 +218,16 @@ def infer_input_space(model, config=None, input_mean=None, input_std=None, seed=
     from keras_sagdq.synthesis.trainer import StopOnNonFinite
     from keras_sagdq.synthesis.trainer import SynthesisTrainer
 
-    config = synthesis_config("genie") if config is None else config
-    config = dataclasses.replace(config, generator=True, per_sample=False, swing=True)
+    # GENIE's settings whatever the method (ZeroQ's pixel rate and missing
+    # prior would not suit a generator); only the input-space knobs carry over.
+    given = config or synthesis_config("genie")
+    config = synthesis_config(
+        "genie",
+        latent_dim=given.latent_dim,
+        input_space_steps=given.input_space_steps,
+        input_space_lr=given.input_space_lr,
+    )
+    batch_size = min(given.batch_size, 64)
     probe = BatchNormProbe(model)
     channels = int(model.inputs[0].shape[-1])
     estimate = affine_estimate(probe, seed=seed)
@@ -228,7 +236,6 @@ def infer_input_space(model, config=None, input_mean=None, input_std=None, seed=
         mean = np.broadcast_to(np.asarray(input_mean, np.float32), (channels,))
     if input_std is not None:
         std = np.broadcast_to(np.asarray(input_std, np.float32), (channels,))
-    batch_size = min(config.batch_size, 64)
     trainer = SynthesisTrainer(
         BatchNormProbe(model, swing=True, seed=seed),
         config,
@@ -254,8 +261,8 @@ def infer_input_space(model, config=None, input_mean=None, input_std=None, seed=
             f"Inferring the input space of model {model.name!r} diverged. Pass "
             "`input_mean` and `input_std`."
         )
-    given = [name for name, value in (("mean", input_mean), ("std", input_std)) if value is not None]
-    source = "inferred" if not given else f"given {given[0]}, inferred {'std' if given == ['mean'] else 'mean'}"
+    fixed = [name for name, value in (("mean", input_mean), ("std", input_std)) if value is not None]
+    source = "inferred" if not fixed else f"given {fixed[0]}, inferred {'std' if fixed == ['mean'] else 'mean'}"
     return InputSpace(mean, std, source)
 
 
