@@ -11,10 +11,10 @@ import os
 import time
 
 import keras
-import numpy as np
 from absl import app
 from absl import flags
 
+from keras_sagdq.datasets import AugmentedBatches
 from keras_sagdq.datasets import load_fashion_mnist
 from keras_sagdq.models import architectures
 
@@ -30,31 +30,6 @@ _OUTPUT_DIR = flags.DEFINE_string(
 )
 
 
-class AugmentedBatches(keras.utils.PyDataset):
-    """Shuffled batches with random horizontal flips and +-2 pixel shifts."""
-
-    def __init__(self, images, labels, batch_size, seed):
-        super().__init__()
-        self.images, self.labels, self.batch_size = images, labels, batch_size
-        self.rng = np.random.default_rng(seed)
-        self.order = self.rng.permutation(len(images))
-
-    def __len__(self):
-        return len(self.images) // self.batch_size
-
-    def __getitem__(self, index):
-        idx = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        x = self.images[idx]
-        flip = self.rng.random(len(x)) < 0.5
-        x = np.where(flip[:, None, None, None], x[:, :, ::-1], x)
-        padded = np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)))
-        dy, dx = self.rng.integers(0, 5, 2)
-        return padded[:, dy : dy + 28, dx : dx + 28], self.labels[idx]
-
-    def on_epoch_end(self):
-        self.order = self.rng.permutation(len(self.images))
-
-
 def main(argv):
     del argv
     keras.utils.set_random_seed(_SEED.value)
@@ -63,7 +38,7 @@ def main(argv):
     if _LIMIT.value:
         x_train, y_train = x_train[: _LIMIT.value], y_train[: _LIMIT.value]
     model = getattr(architectures, _MODEL.value)()
-    batches = AugmentedBatches(x_train, y_train, _BATCH_SIZE.value, _SEED.value)
+    batches = AugmentedBatches(x_train, y_train, _BATCH_SIZE.value, _SEED.value, max_shift=2)
     schedule = keras.optimizers.schedules.CosineDecay(
         _LEARNING_RATE.value, decay_steps=_EPOCHS.value * len(batches)
     )

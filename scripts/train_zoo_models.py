@@ -15,10 +15,10 @@ import os
 import time
 
 import keras
-import numpy as np
 from absl import app
 from absl import flags
 
+from keras_sagdq.datasets import AugmentedBatches
 from keras_sagdq.datasets import load_fashion_mnist
 from keras_sagdq.models import zoo
 
@@ -27,28 +27,6 @@ _EPOCHS = flags.DEFINE_integer("epochs", 4, "Training epochs.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Batch size.")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 2e-3, "Peak Adam learning rate.")
 _LIMIT = flags.DEFINE_integer("limit", 0, "Train on the first N images only (0: all); for timing.")
-
-
-class FlippedBatches(keras.utils.PyDataset):
-    """Shuffled batches with random horizontal flips."""
-
-    def __init__(self, images, labels, batch_size, seed):
-        super().__init__()
-        self.images, self.labels, self.batch_size = images, labels, batch_size
-        self.rng = np.random.default_rng(seed)
-        self.order = self.rng.permutation(len(images))
-
-    def __len__(self):
-        return len(self.images) // self.batch_size
-
-    def __getitem__(self, index):
-        idx = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        x = self.images[idx]
-        flip = self.rng.random(len(x)) < 0.5
-        return np.where(flip[:, None, None, None], x[:, :, ::-1], x), self.labels[idx]
-
-    def on_epoch_end(self):
-        self.order = self.rng.permutation(len(self.images))
 
 
 def train(name, seed):
@@ -63,7 +41,9 @@ def train(name, seed):
     for layer in model.layers:
         if isinstance(layer, keras.layers.Normalization):
             layer.adapt(x_train[:10000])
-    batches = FlippedBatches(x_train, y_train, _BATCH_SIZE.value, seed)
+    # Flips only: a shift would pad with 0, which is not the background in
+    # every input convention.
+    batches = AugmentedBatches(x_train, y_train, _BATCH_SIZE.value, seed, max_shift=0)
     schedule = keras.optimizers.schedules.CosineDecay(
         _LEARNING_RATE.value, decay_steps=_EPOCHS.value * len(batches)
     )
