@@ -69,6 +69,11 @@ _EXPORT_DIR = flags.DEFINE_string(
     "If set, export each quantized model to an integer .tflite there and evaluate the file "
     "(top-1, size, single-image latency next to the float .tflite).",
 )
+_MODELS_DIR = flags.DEFINE_string(
+    "models_dir", None,
+    "If set, save each quantized model there as <model>_<bits>_<calibration>_<method>.keras, "
+    "so that exports can be measured again without quantizing again.",
+)
 _TABLE_ONLY = flags.DEFINE_bool("table_only", False, "Only rewrite the table from the JSON files.")
 _QUICK = flags.DEFINE_bool("quick", False, "Smoke test: 1000 test images, 128 calibration images.")
 _RESULTS = flags.DEFINE_string(
@@ -258,6 +263,10 @@ def run_rows(model_name, settings, sources, methods, num_samples, quick, options
                 rows.append(dict(common, bits=setting, calibration=label,
                                  method=name, top1=accuracy, seconds=seconds,
                                  peak_mb=peak_memory_mb()))
+                if _MODELS_DIR.value:
+                    os.makedirs(_MODELS_DIR.value, exist_ok=True)
+                    qmodel.save(os.path.join(_MODELS_DIR.value,
+                                             f"{model_name}_{setting}_{source}_{method}.keras"))
                 if _EXPORT_DIR.value:
                     rows[-1]["tflite"] = export_row(qmodel, model, model_name, setting, images,
                                                     x_test, y_test)

@@ -18,6 +18,6 @@ for model in "${models[@]}"; do
     case "${model}" in mobilenet_unit_range|vgg_raw_pixels) bits=W4A4,W3A3,W2A4 ;; esac
     common=(--models="${model}" --bits="${bits}" --num_samples=512 --results=benchmarks/results_zoo.json)
     python benchmarks/harness.py "${common[@]}" --calibration=genie,real --methods=rtn,reconstruct \
-        --export_dir=/tmp/keras_sagdq_zoo_export
+        --export_dir=/tmp/keras_sagdq_zoo_export --models_dir=benchmarks/quantized
     python benchmarks/harness.py "${common[@]}" --calibration=gaussian --methods=rtn
 done

@@ -162,20 +162,28 @@ class ExportTest(TestCase):
         # tiny_resnet starts with Rescaling(1/255): [0, 255] pixels are covered
         # even when the representative images stop at 100.
         images = np.linspace(0, 100, 12 * 12 * 3 * 2, dtype="float32").reshape(2, 12, 12, 3)
-        self.assertEqual(ks.export.default_input_range(self.qmodel, images), (-25.0, 255.0))
+        self.assertEqual(ks.export.default_input_range(self.qmodel, images), (0.0, 255.0))
         inputs = keras.Input((4, 4, 1))
         x = keras.layers.Conv2D(2, 1)(inputs)
         plain = ks.quantize_model(keras.Model(inputs, keras.layers.Dense(2)(x)))
-        unit = np.linspace(0, 0.8, 32, dtype="float32").reshape(2, 4, 4, 1)
-        low, high = ks.export.default_input_range(plain, unit)
-        self.assertAlmostEqual(low, -0.2, places=5)
-        self.assertAlmostEqual(high, 1.0, places=5)
-        # The file's input grid follows it: (255 + 25) / 255 per level.
+        cases = [
+            ((0.01, 0.8), (0.0, 1.0)),  # GENIE images of a [0, 1] model
+            ((-0.01, 0.8), (0.0, 1.0)),  # within the 2 % tolerance
+            ((-0.6, 0.9), (-1.0, 1.0)),
+            ((3.0, 200.0), (0.0, 255.0)),
+            ((-0.8, 2.2), (-1.55, 2.95)),  # standardized: widened by 3 / 4
+        ]
+        for (low, high), expected in cases:
+            with self.subTest(low=low, high=high):
+                data = np.linspace(low, high, 32, dtype="float32").reshape(2, 4, 4, 1)
+                result = ks.export.default_input_range(plain, data)
+                self.assertAllClose(np.array(result), np.array(expected), atol=1e-5)
+        # The file's input grid follows it: 255 / 255 per level.
         path = ks.export_tflite(self.qmodel, os.path.join(self.temp_dir(), "d.tflite"), images)
         interpreter = Interpreter(model_path=path)
         first = interpreter._get_ops_details()[0]
         scale, _ = interpreter._get_tensor_details(int(first["outputs"][0]), 0)["quantization"]
-        self.assertAlmostEqual(scale, 280.0 / 255, places=3)
+        self.assertAlmostEqual(scale, 1.0, places=4)
 
     def test_errors(self):
         path = os.path.join(self.temp_dir(), "x.tflite")

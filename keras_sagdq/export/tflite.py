@@ -50,12 +50,12 @@ def export_tflite(
             (`_experimental_low_bit_qat`); weights stay int8 where it cannot.
         activation_grid: `"exact"` or `"range"` (see above).
         input_range: `(low, high)` of the model's inputs, e.g. `(0, 1)` for
-            pixels in [0, 1]. Default: `default_input_range` (the range of
-            `representative_data` widened by a quarter of its span on each
-            side, and the [0, 255] pixel range of a model that starts with
-            `Rescaling(1/255)` or `Rescaling(1/127.5, offset=-1)`), so that
-            synthetic data, which rarely reaches the extremes of real
-            pixels, does not make the file clip real inputs.
+            pixels in [0, 1]. Default: `default_input_range`: [0, 255] for a
+            model that starts with `Rescaling(1/255)`, else the smallest of
+            [0, 1], [-1, 1], [0, 255] that holds `representative_data`,
+            else its range widened by a quarter of its span on each side;
+            synthetic data rarely reaches the extremes of real pixels and
+            must not make the file clip real inputs.
         max_samples: images used to observe ranges.
 
     Returns:
@@ -140,31 +140,41 @@ def export_tflite(
 
 # Leading rescalings that say the model takes 8-bit pixels.
 _PIXEL_RESCALINGS = ((1 / 255.0, 0.0), (1 / 127.5, -1.0), (2 / 255.0, -1.0))
+# The usual input conventions, smallest first.
+_CONVENTIONS = ((0.0, 1.0), (-1.0, 1.0), (0.0, 255.0))
 
 
-def default_input_range(qmodel, images, margin=0.25):
+def default_input_range(qmodel, images, margin=0.25, tolerance=0.02):
     """The input range `export_tflite` uses when none is given.
 
-    The range of `images` widened by `margin` times its span on each side;
-    for a model whose first layer is a `Rescaling` of 8-bit pixels
-    (`1/255`, or `1/127.5` with offset -1), also [0, 255].
+    Synthetic images rarely reach the extremes of real pixels, so their own
+    range would make the file clip real inputs. In order:
+
+    1. A model whose first layer rescales 8-bit pixels (`Rescaling(1/255)`,
+       or `1/127.5` with offset -1): [0, 255] (widened to the images' range
+       if they go beyond).
+    2. The smallest usual convention, [0, 1], [-1, 1] or [0, 255], that holds
+       the images (up to `tolerance` of their span outside it).
+    3. Otherwise the images' range widened by `margin` times its span on
+       each side (e.g. standardized inputs).
 
     Args:
         qmodel: the model to export (its first layer is inspected).
         images: the representative images.
-        margin: widening on each side, as a fraction of the span.
+        margin: widening on each side in case 3, a fraction of the span.
+        tolerance: how far outside a convention the images may reach, as a
+            fraction of their span, in case 2.
 
     Returns:
         `(low, high)` floats.
 
     Example:
 
-    >>> default_input_range(qmodel, synthetic_images)   # images in [0.0, 0.8]
-    (-0.2, 1.0)
+    >>> default_input_range(qmodel, synthetic_images)   # images in [0.01, 0.8]
+    (0.0, 1.0)
     """
     low, high = float(np.min(images)), float(np.max(images))
     span = max(high - low, 1e-6)
-    low, high = low - margin * span, high + margin * span
     first = _first_layer(qmodel)
     if isinstance(first, keras.layers.Rescaling):
         scale = np.unique(np.asarray(first.scale, np.float64))
@@ -173,8 +183,11 @@ def default_input_range(qmodel, images, margin=0.25):
             np.isclose(scale[0], a, rtol=1e-4) and np.isclose(offset[0], b, atol=1e-4)
             for a, b in _PIXEL_RESCALINGS
         ):
-            low, high = min(low, 0.0), max(high, 255.0)
-    return low, high
+            return min(low, 0.0), max(high, 255.0)
+    for bottom, top in _CONVENTIONS:
+        if low >= bottom - tolerance * span and high <= top + tolerance * span:
+            return bottom, top
+    return low - margin * span, high + margin * span
 
 
 def _first_layer(model):
