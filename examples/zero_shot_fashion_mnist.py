@@ -7,6 +7,12 @@ and of the file on the real test split (the only real data touched).
 
     KERAS_BACKEND=tensorflow python examples/zero_shot_fashion_mnist.py
     KERAS_BACKEND=torch python examples/zero_shot_fashion_mnist.py --bits=W2A4 --num_samples=256
+    KERAS_BACKEND=tensorflow python examples/zero_shot_fashion_mnist.py --model=vgg_raw_pixels
+
+`--model` takes a shipped reference model or a zoo model (keras_sagdq/models/zoo.py:
+other input conventions, such as raw [0, 255] pixels); the library finds the
+model's input space by itself and the export picks an input range that does
+not clip real pixels.
 
 About 15 minutes on 2 CPU cores with the defaults (TensorFlow backend).
 """
@@ -21,9 +27,12 @@ import keras_sagdq as ks
 from keras_sagdq.datasets import load_fashion_mnist
 from keras_sagdq.models import REFERENCE_MODELS
 from keras_sagdq.models import load_reference_model
+from keras_sagdq.models import zoo
 
 _BITS = {"W8A8": (8, 8), "W4A4": (4, 4), "W3A3": (3, 3), "W2A4": (2, 4)}
-_MODEL = flags.DEFINE_enum("model", "resnet20_fashion_mnist", list(REFERENCE_MODELS), "Shipped model.")
+_MODEL = flags.DEFINE_enum(
+    "model", "resnet20_fashion_mnist", [*REFERENCE_MODELS, *zoo.ZOO_MODELS], "Shipped model."
+)
 _BITS_FLAG = flags.DEFINE_enum("bits", "W4A4", list(_BITS), "Weight and activation bits.")
 _METHOD = flags.DEFINE_enum("method", "genie", ["genie", "zeroq", "gaussian"], "Synthesis method.")
 _NUM_SAMPLES = flags.DEFINE_integer("num_samples", 1024, "Synthetic calibration images.")
@@ -39,7 +48,10 @@ def top1(model, images, labels):
 
 def main(argv):
     del argv
-    model = load_reference_model(_MODEL.value)
+    if _MODEL.value in zoo.ZOO_MODELS:
+        model = zoo.load_zoo_model(_MODEL.value)
+    else:
+        model = load_reference_model(_MODEL.value)
     tag = f"{_MODEL.value}_{_METHOD.value}_{_PROFILE.value}_{_NUM_SAMPLES.value}_seed{_SEED.value}"
     images = ks.synthesize(
         model,
@@ -51,6 +63,7 @@ def main(argv):
         directory=os.path.join(_OUTPUT.value, "synthetic", tag),
     )
     grid = ks.save_image_grid(images[:64], os.path.join(_OUTPUT.value, f"{tag}.png"))
+    print(f"input space found: mean {images.mean():.4g}, std {images.std():.4g}")
     print(f"{len(images)} synthetic images; the first 64 are in {grid}")
 
     weight_bits, activation_bits = _BITS[_BITS_FLAG.value]
@@ -59,12 +72,13 @@ def main(argv):
     path = os.path.join(_OUTPUT.value, f"{_MODEL.value}_{_BITS_FLAG.value.lower()}.keras")
     qmodel.save(path)
 
-    # Synthetic images need not span the real pixel range: state it.
-    tflite_path = ks.export_tflite(
-        qmodel, path.replace(".keras", ".tflite"), images, input_range=(0.0, 1.0)
-    )
+    # No input_range: the default covers the usual pixel conventions
+    # (ks.export.default_input_range), though synthetic images stop short.
+    tflite_path = ks.export_tflite(qmodel, path.replace(".keras", ".tflite"), images)
 
     x_test, y_test = load_fashion_mnist("test")
+    if _MODEL.value in zoo.ZOO_MODELS:
+        x_test = zoo.to_model_input(x_test, _MODEL.value)
     lite_outputs, _ = ks.export.run_tflite(tflite_path, x_test)
     lite_top1 = float(np.mean(np.argmax(lite_outputs, -1) == y_test))
     print(f"float top-1:          {100 * top1(model, x_test, y_test):.2f} %")
