@@ -35,8 +35,9 @@ from absl import flags
 import keras_sagdq as ks
 from keras_sagdq.datasets import load_fashion_mnist
 from keras_sagdq.models import REFERENCE_MODELS
-from keras_sagdq.models import load_reference_model
-from keras_sagdq.models import zoo
+from keras_sagdq.models import load_shipped_model
+from keras_sagdq.models import shipped_model_input
+from provenance import git_commit
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BITS = {"W8A8": (8, 8), "W4A4": (4, 4), "W3A3": (3, 3), "W2A4": (2, 4)}
@@ -86,21 +87,7 @@ _TABLE = flags.DEFINE_string(
 
 def load_model(name):
     """A reference or zoo model, and the function mapping [0, 1] pixels to its input."""
-    if name in zoo.ZOO_MODELS:
-        return zoo.load_zoo_model(name), lambda x: zoo.to_model_input(x, name)
-    return load_reference_model(name), lambda x: x
-
-
-def git_commit():
-    """The checked-out commit, with "+changes" if the tree differs from it."""
-    import subprocess
-
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=_ROOT, capture_output=True, text=True).stdout.strip()
-
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--untracked-files=no", "keras_sagdq", "benchmarks/harness.py")
-    return commit + ("+changes" if dirty else "")
+    return load_shipped_model(name), lambda x: shipped_model_input(x, name)
 
 
 def calibration_images(source, num_samples, model, model_name, options, seed=0, to_input=None):

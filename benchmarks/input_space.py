@@ -12,25 +12,24 @@ replaces a model's row) and a table is printed.
 
 import json
 import os
-import sys
 import time
 
 import keras
-import numpy as np
 from absl import app
 from absl import flags
 
 from keras_sagdq.datasets import load_fashion_mnist
 from keras_sagdq.models import REFERENCE_MODELS
+from keras_sagdq.models import load_shipped_model
+from keras_sagdq.models import shipped_model_input
 from keras_sagdq.models import zoo
 from keras_sagdq.synthesis import BatchNormProbe
 from keras_sagdq.synthesis import declared_input_space
 from keras_sagdq.synthesis import infer_input_space
 from keras_sagdq.synthesis.input_space import affine_estimate
+from provenance import git_commit
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, _HERE)  # the harness beside this file
-import harness  # noqa: E402
 
 _MODELS = flags.DEFINE_list("models", [*REFERENCE_MODELS, *zoo.ZOO_MODELS], "Models.")
 _RESULTS = flags.DEFINE_string(
@@ -46,7 +45,7 @@ def main(argv):
         with open(_RESULTS.value) as f:
             rows = json.load(f)
     for name in _MODELS.value:
-        model, to_input = harness.load_model(name)
+        model, to_input = load_shipped_model(name), lambda x: shipped_model_input(x, name)
         x = to_input(pixels[:10000])
         declared = declared_input_space(model)
         guess = affine_estimate(BatchNormProbe(model))
@@ -54,7 +53,7 @@ def main(argv):
         inferred = infer_input_space(model, seed=0)
         row = dict(
             model=name,
-            commit=harness.git_commit(),
+            commit=git_commit(),
             backend=keras.backend.backend(),
             seed=0,
             true_mean=float(x.mean()),

@@ -13,7 +13,6 @@ space) and prints the same numbers for them.
 import glob
 import json
 import os
-import sys
 import warnings
 
 import numpy as np
@@ -21,13 +20,13 @@ from absl import app
 from absl import flags
 
 import keras_sagdq as ks
+from keras_sagdq.models import load_shipped_model
+from keras_sagdq.models import shipped_model_input
 from keras_sagdq.synthesis import BatchNormProbe
 from keras_sagdq.synthesis import InputSpace
 from keras_sagdq.synthesis import check_images
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, _HERE)  # the harness beside this file
-import harness  # noqa: E402
 
 _DEGENERATE = flags.DEFINE_string("degenerate", None, "Also check a degenerate batch of this model.")
 _GRIDS_DIR = flags.DEFINE_string(
@@ -49,14 +48,13 @@ def main(argv):
     print("|---|---|---|---|---|---|")
     for folder in sorted(glob.glob(os.path.join(_HERE, "synthetic", "*_genie_*"))):
         name = os.path.basename(folder).split("_genie")[0]
-        model, _ = harness.load_model(name)
+        model = load_shipped_model(name)
         with open(os.path.join(folder, "input_space.json")) as f:
             space = InputSpace.from_dict(json.load(f))
         probe = BatchNormProbe(model)
         paths = sorted(glob.glob(os.path.join(folder, "batch_*.npy")))
         if _GRIDS_DIR.value and paths:
-            _, to_input = harness.load_model(name)
-            black, white = (float(to_input(np.float32(v))) for v in (0.0, 1.0))
+            black, white = (float(shipped_model_input(np.float32(v), name)) for v in (0.0, 1.0))
             ks.save_image_grid(np.load(paths[0], allow_pickle=False)[:64],
                                os.path.join(_GRIDS_DIR.value, f"genie_{name}.png"),
                                value_range=(black, white))
@@ -64,7 +62,7 @@ def main(argv):
             check = check_images(np.load(path, allow_pickle=False), probe, space)
             print(_line(f"{name} {os.path.basename(path)[:-4]}", check), flush=True)
     if _DEGENERATE.value:
-        model, _ = harness.load_model(_DEGENERATE.value)
+        model = load_shipped_model(_DEGENERATE.value)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             images = ks.synthesize(model, 64, batch_size=64, steps=200, input_mean=0.0,

@@ -12,6 +12,7 @@ import os
 import keras
 
 from keras_sagdq.models import architectures  # noqa: F401  (builders for the training script)
+from keras_sagdq.models import zoo
 
 _FOLDER = os.path.dirname(os.path.abspath(__file__))
 REFERENCE_MODELS = ("resnet20_fashion_mnist", "mobilenet_v2_fashion_mnist")
@@ -53,3 +54,37 @@ def load_reference_model(name):
             "or train it with scripts/train_reference_models.py."
         )
     return keras.models.load_model(path, compile=False, safe_mode=True)
+
+
+def load_shipped_model(name):
+    """Load a reference model or a zoo model by name.
+
+    Args:
+        name: one of `REFERENCE_MODELS` or `zoo.ZOO_MODELS`.
+
+    Returns:
+        A `keras.Model`.
+
+    Raises:
+        ValueError: if `name` is neither.
+
+    Example:
+
+    >>> model = load_shipped_model("vgg_raw_pixels")
+    >>> model.predict(shipped_model_input(x_test, "vgg_raw_pixels"))
+    """
+    if name in zoo.ZOO_MODELS:
+        return zoo.load_zoo_model(name)
+    return load_reference_model(name)
+
+
+def shipped_model_input(images, name):
+    """Fashion-MNIST images in [0, 1] -> the input of shipped model `name`.
+
+    The reference models take [0, 1] pixels; zoo models their own convention
+    (`zoo.to_model_input`).
+    """
+    if name in zoo.ZOO_MODELS:
+        return zoo.to_model_input(images, name)
+    reference_model_path(name)  # raises on an unknown name
+    return images
