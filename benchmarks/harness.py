@@ -37,6 +37,7 @@ from keras_sagdq.datasets import load_fashion_mnist
 from keras_sagdq.models import REFERENCE_MODELS
 from keras_sagdq.models import load_shipped_model
 from keras_sagdq.models import shipped_model_input
+from keras_sagdq.models import zoo
 from provenance import git_commit
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -328,6 +329,53 @@ def write_table(results, path):
             f"| {t['float_latency_ms'] / t['latency_ms']:.2f}x | {r.get('commit', '-')} |"
         )
     _replace_section(path, "export", lines)
+    _replace_section(path, "zoo", zoo_lines(results))
+
+
+def zoo_lines(results):
+    """One line per zoo model and bit setting: every calibration side by side."""
+    rows = [r for r in results if r["model"] in zoo.ZOO_MODELS and not r["quick"]]
+
+    def cell(model, bits, method, source, tflite=False):
+        for r in rows:
+            if (r["model"], r["bits"]) == (model, bits) and r["method"].startswith(method) \
+                    and r["calibration"].startswith(source):
+                if tflite:
+                    return r.get("tflite", {}).get("top1"), r.get("commit", "-")
+                return r["top1"], r.get("commit", "-")
+        return None, None
+
+    def text(value):
+        return "" if value is None else f"{100 * value:.2f}"
+
+    lines = [
+        "| model (FP) | bits | RTN real | RTN Gaussian | RTN GENIE | recon. real | recon. GENIE "
+        "| GENIE − real | .tflite (recon. GENIE) | file − Keras | commit |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for model in zoo.ZOO_MODELS:
+        fp, _ = cell(model, "FP", "float", "-")
+        for bits in BITS:
+            values = {
+                "rtn_real": cell(model, bits, "rtn", "real")[0],
+                "rtn_gauss": cell(model, bits, "rtn", "gaussian")[0],
+                "rtn_genie": cell(model, bits, "rtn", "genie")[0],
+                "rec_real": cell(model, bits, "reconstruct", "real")[0],
+            }
+            rec_genie, commit = cell(model, bits, "reconstruct", "genie")
+            if all(v is None for v in values.values()) and rec_genie is None:
+                continue
+            lite, _ = cell(model, bits, "reconstruct", "genie", tflite=True)
+            gap = None if rec_genie is None or values["rec_real"] is None else rec_genie - values["rec_real"]
+            file_gap = None if lite is None or rec_genie is None else lite - rec_genie
+            gap_text = "" if gap is None else f"{100 * gap:+.2f}"
+            file_text = "" if file_gap is None else f"{100 * file_gap:+.2f}"
+            lines.append(
+                f"| {model} ({text(fp)}) | {bits} | {text(values['rtn_real'])} "
+                f"| {text(values['rtn_gauss'])} | {text(values['rtn_genie'])} | {text(values['rec_real'])} "
+                f"| {text(rec_genie)} | {gap_text} | {text(lite)} | {file_text} | {commit or '-'} |"
+            )
+    return lines
 
 
 def _replace_section(path, name, lines):
@@ -367,7 +415,8 @@ def main(argv):
     every = []
     for path in sorted(glob.glob(os.path.join(os.path.dirname(_RESULTS.value), "results*.json"))):
         with open(path) as f:
-            every.extend(json.load(f))
+            # Only accuracy rows (other scripts' files have other fields).
+            every.extend(r for r in json.load(f) if "bits" in r)
     write_table(every, _TABLE.value)
     print(f"wrote {_RESULTS.value} and {_TABLE.value}")
 

@@ -6,7 +6,7 @@ For each reference and zoo model: the true per-channel mean and std of the
 Fashion-MNIST training pixels in that model's input convention, what the
 model declares (a `Normalization` layer), the closed-form first guess and the
 inferred values (`infer_input_space`, default settings, seed 0), with the
-seconds taken. Rows go to benchmarks/results_input_space.json (a rerun
+seconds taken. Rows go to benchmarks/input_space.json (a rerun
 replaces a model's row) and a table is printed.
 """
 
@@ -33,7 +33,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 
 _MODELS = flags.DEFINE_list("models", [*REFERENCE_MODELS, *zoo.ZOO_MODELS], "Models.")
 _RESULTS = flags.DEFINE_string(
-    "results", os.path.join(_HERE, "results_input_space.json"), "JSON results file."
+    "results", os.path.join(_HERE, "input_space.json"), "JSON results file."
 )
 
 
