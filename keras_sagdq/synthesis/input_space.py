@@ -12,9 +12,10 @@ from its own statistics:
 2. Std: the variance of a BatchNorm input scales with the square of the
    image scale; a first guess fits the running variances with images of
    GENIE's untrained generator.
-3. Both are refined by a short GENIE-D run in which the per-channel affine
-   map from the generator's standardized output to the image is learned
-   with the BN-statistics loss of every layer.
+3. The std (and the mean, when step 1 does not apply) is refined by a
+   short GENIE-D run in which a per-channel scale (and shift) from the
+   generator's standardized output to the image is learned with the
+   BN-statistics loss of every layer.
 
 Reference:
     - [Jeon et al., 2023. GENIE](https://arxiv.org/abs/2212.04780)
@@ -191,8 +192,9 @@ def infer_input_space(model, config=None, input_mean=None, input_std=None, seed=
 
     Starts from `affine_estimate` (or mean 0 / std 1 when the first
     BatchNorms are not affine in the image), then runs one GENIE-D batch of
-    `config.input_space_steps` steps in which the image mean and log std are
-    learned with the generator. Components passed by the user stay fixed.
+    `config.input_space_steps` steps in which the image log std (and the
+    mean, when there is no closed form for it) is learned with the
+    generator. Components passed by the user stay fixed.
 
     Args:
         model: a trained Sequential or Functional image classifier with
@@ -243,7 +245,10 @@ def infer_input_space(model, config=None, input_mean=None, input_std=None, seed=
         mean,
         std,
         seed=seed,
-        learn_mean=input_mean is None,
+        # The closed-form mean is exact in expectation and measured closer to
+        # the truth than a learned one (docs/synthesis.md): learn the mean only
+        # where there is no closed form.
+        learn_mean=input_mean is None and estimate is None,
         learn_std=input_std is None,
     )
     steps = np.zeros((config.input_space_steps, 1), np.float32)
