@@ -209,6 +209,21 @@ def quantize_with(method, model, setting, images, options):
     return qmodel, seconds
 
 
+def save_row(row):
+    """Merge one row into the results file at once (a rerun replaces the same key),
+    so a long run that is stopped keeps every finished row."""
+    results = []
+    if os.path.exists(_RESULTS.value):
+        with open(_RESULTS.value) as f:
+            results = json.load(f)
+    results = [r for r in results if row_key(r) != row_key(row)] + [row]
+    os.makedirs(os.path.dirname(os.path.abspath(_RESULTS.value)), exist_ok=True)
+    temporary = _RESULTS.value + ".partial"
+    with open(temporary, "w") as f:
+        json.dump(results, f, indent=1)
+    os.replace(temporary, _RESULTS.value)
+
+
 def run_rows(model_name, settings, sources, methods, num_samples, quick, options, synthesis_options):
     x_test, y_test = load_fashion_mnist("test")
     if quick:
@@ -232,6 +247,7 @@ def run_rows(model_name, settings, sources, methods, num_samples, quick, options
                  top1=top1(model, x_test, y_test),
                  seconds={"evaluate": time.time() - start}, peak_mb=peak_memory_mb())]
     print(rows[-1])
+    save_row(rows[-1])
     for source in sources:
         images, timing = calibration_images(source, num_samples, model, model_name, synthesis_options,
                                             to_input=to_input)
@@ -259,6 +275,7 @@ def run_rows(model_name, settings, sources, methods, num_samples, quick, options
                     rows[-1]["tflite"] = export_row(qmodel, model, model_name, setting, images,
                                                     x_test, y_test)
                 print(rows[-1], flush=True)
+                save_row(rows[-1])
     return rows
 
 
@@ -394,22 +411,14 @@ def main(argv):
     for setting in _SETTINGS.value:
         if setting not in BITS:
             raise ValueError(f"Unknown bit setting; choose from {list(BITS)}. Received: bits={setting!r}")
-    results = []
-    if os.path.exists(_RESULTS.value):
-        with open(_RESULTS.value) as f:
-            results = json.load(f)
     models = [] if _TABLE_ONLY.value else _MODELS.value
     options = {"profile": _PROFILE.value}
     options.update(parse_options(_OPTIONS.value))
     synthesis_options = {"profile": _SYNTHESIS_PROFILE.value, **parse_options(_SYNTHESIS_OPTIONS.value)}
     for name in models:
-        new = run_rows(name, _SETTINGS.value, _SOURCES.value, _METHODS.value,
-                       _NUM_SAMPLES.value, _QUICK.value, options, synthesis_options)
-        # A rerun replaces the rows with the same key.
-        keys = {row_key(r) for r in new}
-        results = [r for r in results if row_key(r) not in keys] + new
-    with open(_RESULTS.value, "w") as f:
-        json.dump(results, f, indent=1)
+        # Each row is saved as it finishes (save_row).
+        run_rows(name, _SETTINGS.value, _SOURCES.value, _METHODS.value,
+                 _NUM_SAMPLES.value, _QUICK.value, options, synthesis_options)
     # The table shows every results*.json beside this one (parallel runs each
     # write their own file).
     every = []
