@@ -162,7 +162,7 @@ def affine_estimate(probe, seed=0):
         response = ones.reshape(channels, -1, tap.shape[-1]).mean(axis=1) - base  # (C, C_l)
         rows.append(response.T)
         targets.append(probe.means[index] - base)
-        variances.append((index, probe.stds[index] ** 2))
+        variances.append((index, probe.stds[index] ** 2, zero))
     if not rows:
         return None
     design, target = np.concatenate(rows), np.concatenate(targets)
@@ -174,11 +174,10 @@ def affine_estimate(probe, seed=0):
     generator = build_generator(shape, seed=seed)
     z = generator(rng.standard_normal((64, 256)).astype(np.float32), training=True)
     _, taps = probe(z)
-    _, zero_taps = probe(np.zeros((1, *shape), np.float32))
     fitted, observed = [], []
-    for index, target_var in variances:
+    for index, target_var, zero in variances:
         tap = np.asarray(keras.ops.convert_to_numpy(taps[index]), np.float64)
-        centered = tap - np.asarray(keras.ops.convert_to_numpy(zero_taps[index]), np.float64)
+        centered = tap - zero  # the tap of the black image, from the first pass
         fitted.append(centered.reshape(-1, tap.shape[-1]).var(axis=0))
         observed.append(target_var)
     fitted, observed = np.concatenate(fitted), np.concatenate(observed)

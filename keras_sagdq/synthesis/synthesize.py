@@ -266,10 +266,7 @@ def _gaussian_input_space(model, input_mean, input_std, seed, verbose):
             "so its input space cannot be inferred: pass `input_mean` and `input_std`. "
             f"Received: input_mean={input_mean!r}, input_std={input_std!r}"
         )
-    space = resolve_input_space(model, input_mean, input_std, seed=seed)
-    if verbose:
-        print(f"Input space of {model.name!r}: {space}")
-    return space
+    return _stored_or_resolved_input_space(model, None, input_mean, input_std, None, seed, verbose)
 
 
 def _synthesize_batch(model, config, size, space, seed, index, verbose, callbacks):
