@@ -243,34 +243,30 @@ class FakeQuantGraph:
 
     def __call__(self, images, observe=False):
         """Run the graph; with `observe`, widen the observed ranges instead of fake-quantizing."""
-        tensors = {}
 
         def store(i, value):
-            if i in self.observed:
-                if observe:
-                    low, high = float(tf.reduce_min(value)), float(tf.reduce_max(value))
-                    old = self.ranges.get(i, (low, high))
-                    self.ranges[i] = (min(old[0], low), max(old[1], high))
-                else:
-                    value = _fake_quant(value, *self.ranges[i])
-            tensors[i] = value
+            if i not in self.observed:
+                return value
+            if observe:
+                low, high = float(tf.reduce_min(value)), float(tf.reduce_max(value))
+                old = self.ranges.get(i, (low, high))
+                self.ranges[i] = (min(old[0], low), max(old[1], high))
+                return value
+            return _fake_quant(value, *self.ranges[i])
 
-        store(self.graph.inputs[0], tf.convert_to_tensor(images))
-        for step in self.graph.steps:
-            args, kwargs = tracing.fill_arguments(step, tensors)
+        def call(step, args, kwargs):
             layer = step.layer
             if isinstance(layer, ActivationQuantizer):
                 nonnegative = step.input_ids[0] in self.nonnegative
                 ranges = self.activation_ranges[id(layer)]
-                outputs = [self._quantize_activation(args[0], *ranges, nonnegative)]
-            elif type(layer) in _WEIGHT_OPS:
-                outputs = [_WEIGHT_OPS[type(layer)](layer, args[0], *self.weights[id(layer)])]
-            else:
-                outputs = layer(*args, **kwargs)
-                outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
-            for i, y in zip(step.outputs, outputs):
-                store(i, y)
-        return tensors[self.graph.outputs[0]]
+                return self._quantize_activation(args[0], *ranges, nonnegative)
+            if type(layer) in _WEIGHT_OPS:
+                return _WEIGHT_OPS[type(layer)](layer, args[0], *self.weights[id(layer)])
+            return layer(*args, **kwargs)
+
+        inputs = {self.graph.inputs[0]: tf.convert_to_tensor(images)}
+        values = tracing.replay(self.graph.steps, inputs, call=call, store=store)
+        return values[self.graph.outputs[0]]
 
     def _quantize_activation(self, x, qmin, qmax, step, nonnegative=False):
         low, high = qmin * step, qmax * step

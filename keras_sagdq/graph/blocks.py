@@ -57,18 +57,15 @@ class Block:
 
 def run_steps(steps, tensors, output_id, training=False):
     """Replay `steps` from the given `{tensor id: value}` and return `output_id`."""
-    tensors = dict(tensors)
-    for step in steps:
-        args, kwargs = tracing.fill_arguments(step, tensors)
+
+    def call(step, args, kwargs):
         # Only the quantizers train (QDrop); Dropout or a float BatchNorm
         # must keep their inference behaviour during calibration.
         if training and isinstance(step.layer, ActivationQuantizer):
             kwargs = dict(kwargs, training=True)
-        outputs = step.layer(*args, **kwargs)
-        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-        for i, y in zip(step.outputs, outputs):
-            tensors[i] = y
-    return tensors[output_id]
+        return step.layer(*args, **kwargs)
+
+    return tracing.replay(steps, tensors, call=call)[output_id]
 
 
 def _has_weights(steps):

@@ -10,7 +10,6 @@ branch and its shortcut.
 
 import keras
 from keras import ops
-from keras import tree
 
 from keras_sagdq.calibration import calibrate_activations
 from keras_sagdq.config import QuantConfig
@@ -219,21 +218,16 @@ class _Builder:
         self.rows = []
 
     def build(self, name):
-        tensors = {}
         inputs = [
             keras.Input(batch_shape=spec.shape, dtype=spec.dtype, name=spec.name)
             for spec in self.graph.input_specs
         ]
-        for i, x in zip(self.graph.inputs, inputs):
-            tensors[i] = self._maybe_quantize(i, x)
-        for step in self.graph.steps:
-            args, kwargs = tree.map_structure(
-                lambda x: tensors[x.id] if isinstance(x, tracing.TensorRef) else x,
-                (step.args, step.kwargs),
-            )
-            outputs = tree.flatten(self._call(step, args, kwargs))
-            for i, y in zip(step.outputs, outputs):
-                tensors[i] = self._maybe_quantize(i, y)
+        tensors = tracing.replay(
+            self.graph.steps,
+            dict(zip(self.graph.inputs, inputs)),
+            call=self._call,
+            store=self._maybe_quantize,
+        )
         outputs = [tensors[i] for i in self.graph.outputs]
         model = keras.Model(_single(inputs), _single(outputs), name=name)
         return model, self.rows

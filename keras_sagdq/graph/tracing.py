@@ -127,3 +127,70 @@ def fill_arguments(step, tensors):
         lambda x: tensors[x.id] if isinstance(x, TensorRef) else x,
         (step.args, step.kwargs),
     )
+
+
+def call_layer(step, args, kwargs):
+    """The default `call` of `replay`: the step's own layer."""
+    return step.layer(*args, **kwargs)
+
+
+def replay(steps, tensors, call=call_layer, store=None):
+    """Run traced steps on values: the one graph interpreter of the library.
+
+    The block finder, the BatchNorm probe, the rewrite and the export all
+    walk a traced graph; they differ only in what they call for a step and
+    what they keep of each produced tensor, which the two hooks say.
+
+    Args:
+        steps: `Step`s in topological order (a `Graph`'s steps or a slice).
+        tensors: `{tensor id: value}` the steps start from (the inputs).
+        call: `call(step, args, kwargs)` returns the step's outputs (a
+            value or a list/tuple of them); default: call the step's layer.
+        store: optional `store(tensor id, value)` returning the value to
+            keep for later steps (e.g. quantized); also applied to `tensors`.
+
+    Returns:
+        A dict `{tensor id: value}` of the starting and produced tensors.
+
+    Example:
+
+    >>> graph = trace(model)
+    >>> values = replay(graph.steps, {graph.inputs[0]: images})
+    >>> logits = values[graph.outputs[0]]
+    """
+    if store is None:
+        values = dict(tensors)
+    else:
+        values = {i: store(i, x) for i, x in tensors.items()}
+    for step in steps:
+        args, kwargs = fill_arguments(step, values)
+        outputs = tree.flatten(call(step, args, kwargs))
+        for i, y in zip(step.outputs, outputs):
+            values[i] = y if store is None else store(i, y)
+    return values
+
+
+def tap(graph, inputs, tensor_ids, call=call_layer):
+    """The values of chosen intermediate tensors of a traced graph.
+
+    Args:
+        graph: a `Graph` from `trace`.
+        inputs: the model's input value, or a list for several inputs.
+        tensor_ids: ids of the tensors to return (e.g. the input of the
+            last Dense: `graph.steps[-1].input_ids[0]`).
+        call: as in `replay`.
+
+    Returns:
+        `(outputs, taps)`: the model outputs (one value or a list) and the
+        list of tapped values, in the order of `tensor_ids`.
+
+    Example:
+
+    >>> graph = trace(model)
+    >>> head = [s for s in graph.steps if isinstance(s.layer, keras.layers.Dense)][-1]
+    >>> logits, (features,) = tap(graph, images, [head.input_ids[0]])
+    """
+    inputs = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+    values = replay(graph.steps, dict(zip(graph.inputs, inputs)), call=call)
+    outputs = [values[i] for i in graph.outputs]
+    return (outputs[0] if len(outputs) == 1 else outputs), [values[i] for i in tensor_ids]

@@ -102,22 +102,19 @@ class BatchNormProbe:
 
     def __call__(self, images):
         """Returns `(model outputs, [BatchNorm input, channels last, ...])`."""
-        tensors = {self.graph.inputs[0]: images}
         bn_inputs = []
-        for step in self.graph.steps:
-            args, kwargs = tracing.fill_arguments(step, tensors)
+
+        def call(step, args, kwargs):
             if id(step) in self._swings:
                 args = (self._swings[id(step)](args[0]),) + tuple(args[1:])
             if id(step) in self._bn_axes:
                 x, rank = args[0], len(args[0].shape)
                 axis = self._bn_axes[id(step)] % rank
                 bn_inputs.append(x if axis == rank - 1 else ops.moveaxis(x, axis, -1))
-            outputs = step.layer(*args, **kwargs)
-            outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-            for i, y in zip(step.outputs, outputs):
-                tensors[i] = y
-        outputs = [tensors[i] for i in self.graph.outputs]
-        return (outputs[0] if len(outputs) == 1 else outputs), bn_inputs
+            return step.layer(*args, **kwargs)
+
+        outputs, _ = tracing.tap(self.graph, images, [], call=call)
+        return outputs, bn_inputs
 
     def fingerprint(self):
         """A short hash of the BatchNorm statistics and the input shape."""
