@@ -5,6 +5,7 @@ import numpy as np
 
 from keras_sagdq.layers import activation_quantizers
 from keras_sagdq.layers import quantization_off
+from keras_sagdq.layers import reset_compiled_functions
 
 _VALUES_PER_BATCH = 1 << 16
 
@@ -53,7 +54,7 @@ def calibrate_activations(
                 kept.append(_subsample(keras.ops.convert_to_numpy(value), rng))
     for quantizer, kept in zip(quantizers, samples):
         quantizer.initialize(np.concatenate(kept), method=method)
-    qmodel.predict_function = None
+    reset_compiled_functions(qmodel)
 
 
 def _subsample(values, rng):

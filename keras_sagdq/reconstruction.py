@@ -34,6 +34,7 @@ from keras_sagdq.calibration import calibrate_activations
 from keras_sagdq.graph.blocks import find_blocks
 from keras_sagdq.layers import activation_quantizers
 from keras_sagdq.layers import quantization_off
+from keras_sagdq.layers import set_layer_modes
 from keras_sagdq.layers import set_mode
 
 
@@ -259,10 +260,8 @@ class _RandomBatches(keras.utils.PyDataset):
 
 
 def _set_block_mode(block, mode, qdrop):
-    for layer in block.weight_layers:
-        layer.mode = mode
+    set_layer_modes(block.layers, mode)
     for quantizer in block.activation_quantizers:
-        quantizer.mode = "float" if mode == "float" else "hard"
         quantizer.qdrop_probability = qdrop
 
 

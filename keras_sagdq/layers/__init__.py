@@ -7,5 +7,7 @@ from keras_sagdq.layers.quantized_weights import QuantDepthwiseConv2D
 from keras_sagdq.layers.quantized_weights import WeightQuantization
 from keras_sagdq.layers.modes import activation_quantizers
 from keras_sagdq.layers.modes import quantization_off
+from keras_sagdq.layers.modes import reset_compiled_functions
+from keras_sagdq.layers.modes import set_layer_modes
 from keras_sagdq.layers.modes import set_mode
 from keras_sagdq.layers.modes import weight_layers

@@ -17,6 +17,42 @@ def activation_quantizers(model):
     return [l for l in model.layers if isinstance(l, ActivationQuantizer)]
 
 
+def set_layer_modes(layers, weights, activations=None):
+    """Set the mode of the quantizer layers among `layers`; others are left alone.
+
+    The one place that knows which layers have a mode: weight-quantized
+    layers take `weights`, activation quantizers `"hard"` or `"float"`.
+
+    Args:
+        layers: any layers (e.g. `model.layers` or a block's layers).
+        weights: `"float"`, `"soft"` or `"hard"`.
+        activations: `True` / `False` for activation quantization on / off;
+            `None` means on unless `weights == "float"`.
+
+    Raises:
+        ValueError: if `weights` is not a known mode.
+    """
+    check_mode(weights)
+    if activations is None:
+        activations = weights != "float"
+    for layer in layers:
+        if isinstance(layer, WeightQuantization):
+            layer.mode = weights
+        elif isinstance(layer, ActivationQuantizer):
+            layer.mode = "hard" if activations else "float"
+
+
+def reset_compiled_functions(model):
+    """Drop `model`'s traced predict/train/test functions.
+
+    Modes are Python state baked into traced functions, so every mode change
+    on a model is followed by this.
+    """
+    model.predict_function = None
+    model.train_function = None
+    model.test_function = None
+
+
 def set_mode(model, weights, activations=None):
     """Set the mode of all quantizer layers of `model`.
 
@@ -35,17 +71,8 @@ def set_mode(model, weights, activations=None):
     >>> set_mode(qmodel, "float")                      # the float model
     >>> set_mode(qmodel, "hard", activations=False)    # weight-only
     """
-    check_mode(weights)
-    if activations is None:
-        activations = weights != "float"
-    for layer in weight_layers(model):
-        layer.mode = weights
-    for layer in activation_quantizers(model):
-        layer.mode = "hard" if activations else "float"
-    # Modes are Python state baked into traced functions: drop the old traces.
-    model.predict_function = None
-    model.train_function = None
-    model.test_function = None
+    set_layer_modes(model.layers, weights, activations)
+    reset_compiled_functions(model)
 
 
 @contextlib.contextmanager
@@ -59,13 +86,12 @@ def quantization_off(model):
     >>> with quantization_off(qmodel):
     ...     float_outputs = qmodel(images)
     """
-    layers = [l for l in model.layers if hasattr(l, "mode")]
+    layers = weight_layers(model) + activation_quantizers(model)
     modes = [l.mode for l in layers]
-    for layer in layers:
-        layer.mode = "float"
+    set_mode(model, "float")
     try:
         yield model
     finally:
         for layer, mode in zip(layers, modes):
             layer.mode = mode
-        model.predict_function = None
+        reset_compiled_functions(model)
