@@ -10,6 +10,7 @@ from keras_sagdq import backend
 from keras_sagdq.layers import QuantConv2D
 from keras_sagdq.layers import QuantDense
 from keras_sagdq.layers import QuantDepthwiseConv2D
+from keras_sagdq.layers import quantized_class_for
 from tests.test_case import TestCase
 from tests.test_case import to_numpy
 
@@ -102,3 +103,26 @@ class QuantizedWeightsTest(TestCase):
         q.build((None, 7))
         q.initialize_weight_quantizer()
         self.assertEqual(tuple(q.weight_step.shape), (1, 1))
+
+
+class RegistryTest(TestCase):
+    def test_each_float_type_maps_to_its_quantized_class(self):
+        self.assertIs(quantized_class_for(keras.layers.Conv2D(2, 3)), QuantConv2D)
+        self.assertIs(
+            quantized_class_for(keras.layers.DepthwiseConv2D(3)), QuantDepthwiseConv2D
+        )
+        self.assertIs(quantized_class_for(keras.layers.Dense(2)), QuantDense)
+        self.assertIsNone(quantized_class_for(keras.layers.BatchNormalization()))
+
+    def test_subclasses_are_not_quantizable(self):
+        class MyConv(keras.layers.Conv2D):
+            pass
+
+        self.assertIsNone(quantized_class_for(MyConv(2, 3)))
+        # A quantized layer is not quantized again.
+        self.assertIsNone(quantized_class_for(QuantDense(2)))
+
+    def test_channel_shape_follows_the_channel_axes(self):
+        self.assertEqual(QuantConv2D.channel_shape((3, 3, 4, 8)), (1, 1, 1, 8))
+        self.assertEqual(QuantDepthwiseConv2D.channel_shape((3, 3, 4, 2)), (1, 1, 4, 2))
+        self.assertEqual(QuantDense.channel_shape((16, 10)), (1, 10))

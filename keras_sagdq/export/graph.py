@@ -18,8 +18,7 @@ with
   logits) behind an 8-bit fake-quant over the range observed on
   representative images.
 
-Dense layers become 1x1 convolutions: the converter cannot keep per-channel
-scales on a fully connected op.
+Each quantized layer type says how it exports (`export_call`).
 """
 
 import keras
@@ -28,9 +27,6 @@ import tensorflow as tf
 
 from keras_sagdq.graph import tracing
 from keras_sagdq.layers import ActivationQuantizer
-from keras_sagdq.layers import QuantConv2D
-from keras_sagdq.layers import QuantDense
-from keras_sagdq.layers import QuantDepthwiseConv2D
 from keras_sagdq.layers import WeightQuantization
 
 INT8_WEIGHT_LIMIT = 127
@@ -117,44 +113,6 @@ def _check_exportable(layer):
         )
 
 
-def _conv(layer, x, integers, steps, bias, num_bits):
-    kernel = _fake_quant_weights(integers, steps, num_bits=num_bits)
-    y = tf.nn.conv2d(
-        x, kernel, layer.strides, layer.padding.upper(), dilations=layer.dilation_rate
-    )
-    return _finish(layer, y, bias)
-
-
-def _depthwise(layer, x, integers, steps, bias, num_bits):
-    h, w, c, m = integers.shape
-    # TFLite quantizes depthwise weights along the flattened c * m axis.
-    flat = _fake_quant_weights(
-        integers.reshape(h, w, 1, c * m),
-        np.broadcast_to(steps, integers.shape).reshape(h, w, 1, c * m),
-        num_bits=num_bits,
-    )
-    kernel = tf.reshape(flat, (h, w, c, m))
-    stride = (1, *layer.strides, 1)
-    y = tf.nn.depthwise_conv2d(
-        x, kernel, stride, layer.padding.upper(), dilations=layer.dilation_rate
-    )
-    return _finish(layer, y, bias)
-
-
-def _dense(layer, x, integers, steps, bias, num_bits):
-    units = integers.shape[-1]
-    kernel = _fake_quant_weights(integers[None, None], steps[None, None], num_bits=num_bits)
-    leading = tf.shape(x)[:-1]
-    y = tf.nn.conv2d(tf.reshape(x, (-1, 1, 1, integers.shape[0])), kernel, 1, "VALID")
-    return _finish(layer, tf.reshape(y, tf.concat([leading, [units]], 0)), bias)
-
-
-def _finish(layer, y, bias):
-    if bias is not None:
-        y = y + bias
-    return layer.activation(y) if layer.activation is not None else y
-
-
 def _is_relu(layer):
     """A ReLU layer with non-negative outputs (ReLU, ReLU6, capped ReLUs)."""
     if isinstance(layer, keras.layers.ReLU):
@@ -163,8 +121,6 @@ def _is_relu(layer):
         return layer.activation in (keras.activations.relu, keras.activations.relu6)
     return False
 
-
-_WEIGHT_OPS = {QuantConv2D: _conv, QuantDepthwiseConv2D: _depthwise, QuantDense: _dense}
 
 
 class FakeQuantGraph:
@@ -260,8 +216,13 @@ class FakeQuantGraph:
                 nonnegative = step.input_ids[0] in self.nonnegative
                 ranges = self.activation_ranges[id(layer)]
                 return self._quantize_activation(args[0], *ranges, nonnegative)
-            if type(layer) in _WEIGHT_OPS:
-                return _WEIGHT_OPS[type(layer)](layer, args[0], *self.weights[id(layer)])
+            if id(layer) in self.weights:
+                integers, steps, bias, num_bits = self.weights[id(layer)]
+
+                def quantize(values, value_steps):
+                    return _fake_quant_weights(values, value_steps, num_bits=num_bits)
+
+                return layer.export_call(args[0], integers, steps, bias, quantize)
             return layer(*args, **kwargs)
 
         inputs = {self.graph.inputs[0]: tf.convert_to_tensor(images)}

@@ -1,10 +1,9 @@
 """Fold a BatchNormalization into the layer that feeds it."""
 
-import keras
 import numpy as np
 from keras import ops
 
-FOLDABLE_LAYERS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+from keras_sagdq.layers import quantized_class_for
 
 
 def fold_batchnorm(layer, batchnorm):
@@ -14,7 +13,7 @@ def fold_batchnorm(layer, batchnorm):
     `a = gamma / sqrt(var + eps)` per output channel.
 
     Args:
-        layer: a built Conv2D, DepthwiseConv2D or Dense.
+        layer: a built layer of a quantizable type (`quantized_class_for`).
         batchnorm: a built BatchNormalization over the last axis.
 
     Returns:
@@ -25,7 +24,8 @@ def fold_batchnorm(layer, batchnorm):
             axis or its size does not match the layer's outputs.
     """
     kernel = ops.convert_to_numpy(layer.kernel).astype(np.float64)
-    out_channels = _output_channels(layer, kernel.shape)
+    channel_shape = quantized_class_for(layer).channel_shape(kernel.shape)
+    out_channels = int(np.prod(channel_shape))
     bias = (
         ops.convert_to_numpy(layer.bias).astype(np.float64)
         if layer.bias is not None
@@ -41,18 +41,9 @@ def fold_batchnorm(layer, batchnorm):
     gamma = _value_or(batchnorm.gamma, np.ones(out_channels))
     beta = _value_or(batchnorm.beta, np.zeros(out_channels))
     scale = gamma / np.sqrt(var + batchnorm.epsilon)
-    if isinstance(layer, keras.layers.DepthwiseConv2D):
-        kernel = kernel * scale.reshape(kernel.shape[2], kernel.shape[3])
-    else:
-        kernel = kernel * scale
+    kernel = kernel * scale.reshape(channel_shape)
     bias = (bias - mean) * scale + beta
     return kernel.astype(np.float32), bias.astype(np.float32)
-
-
-def _output_channels(layer, kernel_shape):
-    if isinstance(layer, keras.layers.DepthwiseConv2D):
-        return kernel_shape[2] * kernel_shape[3]
-    return kernel_shape[-1]
 
 
 def _value_or(variable, default):

@@ -19,16 +19,7 @@ from keras_sagdq.graph.report import LayerReport
 from keras_sagdq.graph.report import QuantizationReport
 from keras_sagdq.graph.report import sqnr_db
 from keras_sagdq.layers import ActivationQuantizer
-from keras_sagdq.layers import QuantConv2D
-from keras_sagdq.layers import QuantDense
-from keras_sagdq.layers import QuantDepthwiseConv2D
-
-# Exact types: a subclass may change `call`, so it is kept float instead.
-_QUANTIZED_TYPE = {
-    keras.layers.Conv2D: QuantConv2D,
-    keras.layers.DepthwiseConv2D: QuantDepthwiseConv2D,
-    keras.layers.Dense: QuantDense,
-}
+from keras_sagdq.layers import quantized_class_for
 
 
 def quantize_model(model, config=None, calibration_data=None):
@@ -124,7 +115,7 @@ class _Plan:
             layer = step.layer
             if layer.weights and layer_calls[id(layer)] > 1:
                 self.float_reason[id(step)] = "shared layer (called more than once)"
-            elif type(layer) in _QUANTIZED_TYPE:
+            elif quantized_class_for(layer) is not None:
                 if layer.name in config.skip_layers:
                     self.float_reason[id(step)] = "listed in skip_layers"
                 else:
@@ -303,7 +294,7 @@ class _Builder:
             weight_per_channel=self.config.weight_per_channel,
             mode="hard",
         )
-        qlayer = _QUANTIZED_TYPE[type(layer)].from_config(config)
+        qlayer = quantized_class_for(layer).from_config(config)
         outputs = qlayer(*args, **kwargs)
         qlayer.kernel.assign(kernel)
         if bias is not None:

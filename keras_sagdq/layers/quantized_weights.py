@@ -25,11 +25,40 @@ from keras_sagdq.layers.activation_quantizer import check_mode
 class WeightQuantization:
     """Mixin adding GENIE-M weight quantization to a Keras layer with a kernel.
 
-    Subclasses set `CHANNEL_AXES`, the kernel axes that index output
-    channels, and compute their output from `self.quantized_kernel()`.
+    A subclass is everything the library knows about one layer type (add it
+    to `QUANTIZED_LAYERS`): `FLOAT_CLASS`, the Keras layer it replaces;
+    `CHANNEL_AXES`, the kernel axes that index output channels (steps and
+    BatchNorm folding follow them); its output from
+    `self.quantized_kernel()`; and `export_call`, its output in the ops that
+    the TFLite converter keeps per-channel.
     """
 
+    FLOAT_CLASS = None
     CHANNEL_AXES = (-1,)
+
+    @classmethod
+    def channel_shape(cls, kernel_shape):
+        """`kernel_shape` with 1 on every axis but the output-channel axes."""
+        axes = {a % len(kernel_shape) for a in cls.CHANNEL_AXES}
+        return tuple(d if a in axes else 1 for a, d in enumerate(kernel_shape))
+
+    def export_call(self, inputs, integers, steps, bias, quantize):
+        """The layer's output from deployed weights, for the TFLite export.
+
+        Args:
+            inputs: the input tensor (TensorFlow backend).
+            integers: kernel integers `q - zp` (numpy, kernel layout).
+            steps: per-channel steps, broadcastable to `integers`.
+            bias: the float bias (numpy) or None.
+            quantize: `quantize(integers, steps)` returns the fake-quantized
+                kernel, per channel along the last axis of its arguments.
+        """
+        raise NotImplementedError
+
+    def _export_finish(self, outputs, bias):
+        if bias is not None:
+            outputs = ops.add(outputs, bias)
+        return self.activation(outputs) if self.activation is not None else outputs
 
     def _init_weight_quantization(
         self, weight_bits, weight_symmetric, weight_per_channel, mode
@@ -209,9 +238,18 @@ class QuantConv2D(WeightQuantization, keras.layers.Conv2D):
         super().build(input_shape)
         self._build_weight_quantization()
 
+    FLOAT_CLASS = keras.layers.Conv2D
+
     def convolution_op(self, inputs, kernel):
         # Conv2D.call passes its float kernel; the quantized one replaces it.
         return super().convolution_op(inputs, self.quantized_kernel())
+
+    def export_call(self, inputs, integers, steps, bias, quantize):
+        kernel = quantize(integers, steps)
+        outputs = ops.conv(
+            inputs, kernel, self.strides, self.padding, dilation_rate=self.dilation_rate
+        )
+        return self._export_finish(outputs, bias)
 
     def get_config(self):
         return {**super().get_config(), **self._quantization_config()}
@@ -231,9 +269,26 @@ class QuantDepthwiseConv2D(WeightQuantization, keras.layers.DepthwiseConv2D):
 """
     )
 
+    FLOAT_CLASS = keras.layers.DepthwiseConv2D
     # Kernel (kh, kw, in_channels, depth_multiplier): one output channel per
     # (input channel, multiplier) pair.
     CHANNEL_AXES = (2, 3)
+
+    def export_call(self, inputs, integers, steps, bias, quantize):
+        h, w, c, m = integers.shape
+        # TFLite quantizes depthwise weights along the flattened c * m axis.
+        flat = quantize(
+            integers.reshape(h, w, 1, c * m),
+            np.broadcast_to(steps, integers.shape).reshape(h, w, 1, c * m),
+        )
+        outputs = ops.depthwise_conv(
+            inputs,
+            ops.reshape(flat, (h, w, c, m)),
+            self.strides,
+            self.padding,
+            dilation_rate=self.dilation_rate,
+        )
+        return self._export_finish(outputs, bias)
 
     def __init__(
         self,
@@ -308,6 +363,17 @@ class QuantDense(WeightQuantization, keras.layers.Dense):
         super().build(input_shape)
         self._build_weight_quantization()
 
+    FLOAT_CLASS = keras.layers.Dense
+
+    def export_call(self, inputs, integers, steps, bias, quantize):
+        # A 1x1 convolution: the converter cannot keep per-channel scales on
+        # a fully connected op.
+        fan_in, units = integers.shape
+        kernel = quantize(integers[None, None], steps[None, None])
+        outputs = ops.conv(ops.reshape(inputs, (-1, 1, 1, fan_in)), kernel, 1, "valid")
+        leading = tuple(inputs.shape[1:-1])
+        return self._export_finish(ops.reshape(outputs, (-1, *leading, units)), bias)
+
     def call(self, inputs, training=None):
         outputs = ops.matmul(inputs, self.quantized_kernel())
         if self.bias is not None:
@@ -318,3 +384,24 @@ class QuantDense(WeightQuantization, keras.layers.Dense):
 
     def get_config(self):
         return {**super().get_config(), **self._quantization_config()}
+
+
+# The registry of quantizable layer types: a new type is a class above, added here.
+QUANTIZED_LAYERS = (QuantConv2D, QuantDepthwiseConv2D, QuantDense)
+
+
+def quantized_class_for(layer):
+    """The quantized class that replaces `layer`, or None if it is not quantizable.
+
+    Exact types only: a subclass of `Conv2D` may change `call`, so it stays
+    float rather than be replaced by a layer that computes something else.
+
+    Example:
+
+    >>> quantized_class_for(keras.layers.Dense(4))
+    <class 'keras_sagdq.layers.quantized_weights.QuantDense'>
+    """
+    for cls in QUANTIZED_LAYERS:
+        if type(layer) is cls.FLOAT_CLASS:
+            return cls
+    return None
