@@ -2,6 +2,7 @@ import numpy as np
 from keras import layers
 
 import keras_sagdq as ks
+from keras_sagdq import private_api
 from keras_sagdq.layers import activation_quantizers
 from tests.test_case import TestCase
 from tests.test_case import random_images
@@ -26,7 +27,7 @@ class CalibrateActivationsTest(TestCase):
         import keras
 
         features = keras.Model(qmodel.input, head.input)(self.images)
-        quantizer = head.input._keras_history.operation
+        quantizer = private_api.producing_layer(head.input)
         self.assertFalse(quantizer.signed)
         step = float(to_numpy(quantizer.step))
         self.assertAlmostEqual(step * 255, float(to_numpy(features).max()), places=4)

@@ -6,6 +6,7 @@ from absl.testing import parameterized
 from ai_edge_litert.interpreter import Interpreter
 
 import keras_sagdq as ks
+from keras_sagdq import private_api
 from keras_sagdq.export.graph import FakeQuantGraph
 from keras_sagdq.export.graph import deployed_weights
 from keras_sagdq.layers import QuantConv2D
@@ -105,14 +106,14 @@ class ExportTest(TestCase):
             interpreter.allocate_tensors()
             self.assertEqual(interpreter.get_input_details()[0]["dtype"], io_dtype)
             self.assertEqual(interpreter.get_output_details()[0]["dtype"], io_dtype)
-            ops = interpreter._get_ops_details()
+            ops = private_api.tflite_ops(interpreter)
             self.assertIn("CONV_2D", {op["op_name"] for op in ops})
             self.assertIn("DEPTHWISE_CONV_2D", {op["op_name"] for op in ops})
             for op in ops:
                 if op["op_name"] in _BOUNDARY_OPS:
                     continue
                 dtypes = {
-                    interpreter._get_tensor_details(int(i), 0)["dtype"]
+                    private_api.tflite_tensor(interpreter, i)["dtype"]
                     for i in list(op["inputs"]) + list(op["outputs"])
                     if i >= 0
                 }
@@ -152,9 +153,9 @@ class ExportTest(TestCase):
         )
         interpreter = Interpreter(model_path=path)
         interpreter.allocate_tensors()
-        first = interpreter._get_ops_details()[0]
+        first = private_api.tflite_ops(interpreter)[0]
         self.assertEqual(first["op_name"], "QUANTIZE")
-        scale, zero_point = interpreter._get_tensor_details(int(first["outputs"][0]), 0)["quantization"]
+        scale, zero_point = private_api.tflite_tensor(interpreter, first["outputs"][0])["quantization"]
         self.assertAlmostEqual(scale, 1.0, places=5)  # 255 / 255 levels
         self.assertEqual(zero_point, -128)
 
@@ -181,8 +182,8 @@ class ExportTest(TestCase):
         # The file's input grid follows it: 255 / 255 per level.
         path = ks.export_tflite(self.qmodel, os.path.join(self.temp_dir(), "d.tflite"), images)
         interpreter = Interpreter(model_path=path)
-        first = interpreter._get_ops_details()[0]
-        scale, _ = interpreter._get_tensor_details(int(first["outputs"][0]), 0)["quantization"]
+        first = private_api.tflite_ops(interpreter)[0]
+        scale, _ = private_api.tflite_tensor(interpreter, first["outputs"][0])["quantization"]
         self.assertAlmostEqual(scale, 1.0, places=4)
 
     def test_errors(self):

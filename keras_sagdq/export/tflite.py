@@ -9,6 +9,7 @@ import tempfile
 import keras
 import numpy as np
 
+from keras_sagdq import private_api
 from keras_sagdq.layers import weight_layers
 
 
@@ -128,7 +129,7 @@ def export_tflite(
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
     if low_bit_weights:
-        converter._experimental_low_bit_qat = True
+        private_api.pack_low_bit_weights(converter)
     data = converter.convert()
     directory = os.path.dirname(path)
     if directory:

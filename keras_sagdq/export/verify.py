@@ -5,6 +5,8 @@ import dataclasses
 import keras
 import numpy as np
 
+from keras_sagdq import private_api
+
 
 @dataclasses.dataclass
 class TFLiteAgreement:
@@ -70,9 +72,9 @@ def _output_step(interpreter, out):
     if out["dtype"] == np.int8:
         return float(out["quantization"][0])
     # A float output comes from a DEQUANTIZE op; its input holds the step.
-    for op in interpreter._get_ops_details():
+    for op in private_api.tflite_ops(interpreter):
         if op["op_name"] == "DEQUANTIZE" and out["index"] in list(op["outputs"]):
-            details = interpreter._get_tensor_details(int(op["inputs"][0]), 0)
+            details = private_api.tflite_tensor(interpreter, op["inputs"][0])
             return float(details["quantization"][0])
     return float("nan")
 

@@ -11,6 +11,7 @@ branch and its shortcut.
 import keras
 from keras import ops
 
+from keras_sagdq import private_api
 from keras_sagdq.calibration import calibrate_activations
 from keras_sagdq.config import QuantConfig
 from keras_sagdq.graph import bn_folding
@@ -234,7 +235,7 @@ class _Builder:
         bits = self.plan.tensor_bits.get(tensor_id)
         if bits is None:
             return tensor
-        source = tensor._keras_history.operation
+        source = private_api.producing_layer(tensor)
         base = source.name if source is not None else "input"
         quantizer = ActivationQuantizer(
             bits=bits, mode="hard", name=self._unique(f"{base}_act_quant")

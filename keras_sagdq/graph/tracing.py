@@ -12,6 +12,8 @@ import itertools
 import keras
 from keras import tree
 
+from keras_sagdq import private_api
+
 
 @dataclasses.dataclass(frozen=True)
 class TensorRef:
@@ -61,7 +63,7 @@ class Graph:
 def is_graph_model(model):
     """True for Sequential and Functional models (not subclassed ones)."""
     return isinstance(model, keras.Sequential) or (
-        isinstance(model, keras.Model) and hasattr(model, "_nodes_by_depth")
+        isinstance(model, keras.Model) and private_api.is_functional(model)
     )
 
 
@@ -93,16 +95,15 @@ def _trace_into(model, input_ids, steps, counter):
             )
         return [current]
     refs = {id(x): TensorRef(i) for x, i in zip(model.inputs, input_ids)}
-    for depth in sorted(model._nodes_by_depth, reverse=True):
-        for node in model._nodes_by_depth[depth]:
-            if node.is_input:
-                continue
-            args, kwargs = node.arguments.fill_in(refs)
-            out_ids = _trace_call(
-                node.operation, args, kwargs, len(node.outputs), steps, counter
-            )
-            for x, i in zip(node.outputs, out_ids):
-                refs[id(x)] = TensorRef(i)
+    for node in private_api.functional_nodes(model):
+        if node.is_input:
+            continue
+        args, kwargs = private_api.node_call_arguments(node, refs)
+        out_ids = _trace_call(
+            node.operation, args, kwargs, len(node.outputs), steps, counter
+        )
+        for x, i in zip(node.outputs, out_ids):
+            refs[id(x)] = TensorRef(i)
     return [refs[id(x)].id for x in model.outputs]
 
 
