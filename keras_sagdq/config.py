@@ -105,18 +105,55 @@ class QuantConfig:
         return self.activation_bits
 
 
-def with_overrides(config, overrides, what):
+def with_overrides(config, overrides):
     """`config` (a dataclass) with fields replaced by `overrides`.
 
     Raises:
-        ValueError: naming every override that is not a field, e.g.
-            `what="synthesis"` gives "Unknown synthesis option(s) ...".
+        ValueError: naming the config class and every override that is not
+            one of its fields.
     """
     fields = {f.name for f in dataclasses.fields(config)}
     unknown = sorted(set(overrides) - fields)
     if unknown:
         raise ValueError(
-            f"Unknown {what} option(s) {unknown}; valid: {sorted(fields)}. "
-            f"Received: {', '.join(f'{k}={overrides[k]!r}' for k in unknown)}"
+            f"Unknown {type(config).__name__} field(s) {unknown}; valid: "
+            f"{sorted(fields)}. Received: "
+            + ", ".join(f"{k}={overrides[k]!r}" for k in unknown)
         )
     return dataclasses.replace(config, **overrides)
+
+
+def resolve_config(config, profile, presets, overrides):
+    """The config a step runs with: `config` or a named preset, plus overrides.
+
+    Args:
+        config: a config object or None.
+        profile: a key of `presets` or None (then `"fast"`); only without
+            `config`.
+        presets: `{profile: config}`, the named presets of the config class.
+        overrides: `{field: value}` replacing fields of the chosen config.
+
+    Raises:
+        TypeError: if `config` is not of the presets' class.
+        ValueError: for an unknown profile, both `config` and `profile`, or an
+            unknown field.
+    """
+    cls = type(next(iter(presets.values())))
+    if config is None:
+        profile = "fast" if profile is None else profile
+        if profile not in presets:
+            raise ValueError(
+                f"`profile` must be one of {sorted(presets)}. Received: profile={profile!r}"
+            )
+        config = presets[profile]
+    elif not isinstance(config, cls):
+        raise TypeError(
+            f"`config` must be a {cls.__name__}. Received: config of type "
+            f"{type(config).__name__}"
+        )
+    elif profile is not None:
+        raise ValueError(
+            "Pass either `config` or `profile`, not both. Received: "
+            f"profile={profile!r} and a {cls.__name__}"
+        )
+    return with_overrides(config, overrides)

@@ -29,7 +29,7 @@ import numpy as np
 from keras import ops
 
 from keras_sagdq import backend
-from keras_sagdq.config import with_overrides
+from keras_sagdq.config import resolve_config
 from keras_sagdq.calibration import calibrate_activations
 from keras_sagdq.graph.blocks import find_blocks
 from keras_sagdq.layers import activation_quantizers
@@ -94,21 +94,25 @@ def reconstruction_config(profile="fast", **overrides):
 
     Raises:
         ValueError: if `profile` is unknown or an override is not a field.
+
+    Example:
+
+    >>> reconstruction_config("fast", steps=500).steps
+    500
     """
-    if profile not in PROFILES:
-        raise ValueError(f"`profile` must be one of {sorted(PROFILES)}. Received: profile={profile!r}")
-    return with_overrides(PROFILES[profile], overrides, "reconstruction")
+    return resolve_config(None, profile, PROFILES, overrides)
 
 
 def reconstruct(
     qmodel,
     fp_model,
     images,
-    profile="fast",
+    config=None,
+    profile=None,
     seed=0,
     verbose="auto",
     callbacks=None,
-    **options,
+    **overrides,
 ):
     """Calibrate `qmodel` in place by block reconstruction on `images`.
 
@@ -118,17 +122,21 @@ def reconstruct(
             `qmodel` is its twin.
         images: numpy calibration images `(N, H, W, C)`, real or synthetic,
             in the model's input space.
-        profile: `"fast"` (1000 steps per block) or `"paper"` (20 000).
+        config: a `ReconstructionConfig`; default: the `profile` preset.
+        profile: preset name when no `config` is given: `"fast"` (the
+            default, 1000 steps per block) or `"paper"` (20 000).
         seed: seed of batch sampling and the QDrop masks.
         verbose: `fit` verbosity (0, 1, 2 or "auto").
         callbacks: Keras callbacks passed to each block's `fit`.
-        **options: any `ReconstructionConfig` field, e.g. `steps=500`.
+        **overrides: fields of the config to replace, e.g. `steps=500`.
 
     Returns:
         A list with one `keras.callbacks.History` per block.
 
     Raises:
-        ValueError: on an unknown profile or option, empty or non-finite
+        TypeError: if `config` is not a `ReconstructionConfig`.
+        ValueError: on an unknown profile or field, both `config` and
+            `profile`, empty or non-finite
             images, or a `qmodel` whose float twin does not match `fp_model`.
 
     Example:
@@ -137,7 +145,7 @@ def reconstruct(
     >>> ks.reconstruct(qmodel, model, calibration_images, steps=500)
     >>> qmodel.evaluate(x_test, y_test)
     """
-    config = reconstruction_config(profile, **options)
+    config = resolve_config(config, profile, PROFILES, overrides)
     images = np.asarray(images, np.float32)
     if images.ndim < 2 or len(images) == 0 or not np.all(np.isfinite(images)):
         raise ValueError(

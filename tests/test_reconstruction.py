@@ -81,7 +81,7 @@ class ReconstructTest(TestCase):
         x = random_images(8)
         with self.assertRaisesRegex(ValueError, "profile='slow'"):
             ks.reconstruct(qmodel, model, x, profile="slow")
-        with self.assertRaisesRegex(ValueError, "Unknown reconstruction option.*stepz=3"):
+        with self.assertRaisesRegex(ValueError, "Unknown ReconstructionConfig field.*stepz=3"):
             ks.reconstruct(qmodel, model, x, stepz=3)
         with self.assertRaisesRegex(ValueError, "steps=0"):
             ks.reconstruct(qmodel, model, x, steps=0)

@@ -19,7 +19,7 @@ import math
 import keras
 import numpy as np
 
-from keras_sagdq.config import with_overrides
+from keras_sagdq.config import resolve_config
 from keras_sagdq.graph import tracing
 from keras_sagdq.synthesis import diagnostics
 from keras_sagdq.synthesis.input_space import InputSpace
@@ -105,29 +105,37 @@ PROFILES = {
 def synthesis_config(method="genie", profile="fast", **overrides):
     """The `SynthesisConfig` of a method and profile, with keyword overrides.
 
+    Example:
+
+    >>> synthesis_config("genie", "fast", steps=100).steps
+    100
+
     Raises:
         ValueError: on an unknown method or profile, or an override that is
             not a field.
     """
+    return resolve_config(None, profile, _presets(method), overrides)
+
+
+def _presets(method):
     if method not in ("genie", "zeroq"):
         raise ValueError(f"`method` must be 'genie' or 'zeroq'. Received: method={method!r}")
-    if (method, profile) not in PROFILES:
-        raise ValueError(f"`profile` must be 'fast' or 'paper'. Received: profile={profile!r}")
-    return with_overrides(PROFILES[(method, profile)], overrides, "synthesis")
+    return {profile: c for (m, profile), c in PROFILES.items() if m == method}
 
 
 def synthesize(
     model,
     num_samples=1024,
     method="genie",
-    profile="fast",
+    config=None,
+    profile=None,
     seed=0,
     directory=None,
     verbose="auto",
     callbacks=None,
     input_mean=None,
     input_std=None,
-    **options,
+    **overrides,
 ):
     """Synthesize calibration images from a trained model, without data.
 
@@ -155,7 +163,10 @@ def synthesize(
             BatchNormalization layers (not modified).
         num_samples: number of images.
         method: `"genie"`, `"zeroq"` or `"gaussian"`.
-        profile: `"fast"` or `"paper"` (the published step counts).
+        config: a `SynthesisConfig`; default: the preset of `method` and
+            `profile`.
+        profile: preset name when no `config` is given: `"fast"` (the
+            default) or `"paper"` (the published step counts).
         seed: seed of everything random; batch `i` uses a seed derived from
             `(seed, i)`.
         directory: optional path; finished batches are saved there and
@@ -167,7 +178,7 @@ def synthesize(
             default: declared by a `Normalization` layer, else inferred.
         input_std: per-channel std of the input space; default: as
             `input_mean`.
-        **options: any `SynthesisConfig` field, e.g. `steps=200`.
+        **overrides: fields of the config to replace, e.g. `steps=200`.
 
     Returns:
         float32 numpy array `(num_samples, H, W, C)` in the model's input space.
@@ -198,14 +209,18 @@ def synthesize(
     check_model(model)
     image_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
     if method == "gaussian":
-        if options:
-            raise ValueError(f"method='gaussian' takes no options. Received: {sorted(options)}")
+        given = sorted(overrides) + ["config"] * (config is not None)
+        given += ["profile"] * (profile is not None)
+        if given:
+            raise ValueError(
+                f"method='gaussian' has no config, profile or options. Received: {given}"
+            )
         space = _gaussian_input_space(model, input_mean, input_std, seed, verbose)
         rng = np.random.default_rng(seed)
         noise = rng.standard_normal((num_samples, *image_shape))
         return (space.mean + space.std * noise).astype(np.float32)
 
-    config = synthesis_config(method, profile, **options)
+    config = resolve_config(config, profile, _presets(method), overrides)
     probe = BatchNormProbe(model)
     store = None
     if directory is not None:
