@@ -96,9 +96,10 @@ def fake_quantize(x, step, zero_point, qmin, qmax):
 
     Example:
 
-    >>> fake_quantize(np.array([0.26, 0.9, -1.0]), 0.25, 0.0, 0, 3)
-    [0.25, 0.75, 0.0]
+    >>> keras.ops.convert_to_numpy(fake_quantize(np.array([0.26, 0.9, -1.0]), 0.25, 0.0, 0, 3))
+    array([0.25, 0.75, 0.  ])
     """
+    x = ops.convert_to_tensor(x)
     q = ops.clip(round_ste(x / step) + zero_point, qmin, qmax)
     return (q - zero_point) * step
 

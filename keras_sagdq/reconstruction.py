@@ -142,8 +142,8 @@ def reconstruct(
     Example:
 
     >>> qmodel = ks.quantize_model(model, ks.QuantConfig(4, 4))
-    >>> ks.reconstruct(qmodel, model, calibration_images, steps=500)
-    >>> qmodel.evaluate(x_test, y_test)
+    >>> histories = ks.reconstruct(qmodel, model, calibration_images, verbose=0)
+    >>> top1 = (qmodel.predict(x_test, verbose=0).argmax(-1) == y_test).mean()
     """
     config = resolve_config(config, profile, PROFILES, overrides)
     images = np.asarray(images, np.float32)

@@ -45,7 +45,7 @@ def _constant_tensors(interpreter):
 class ActivationGridTest(TestCase):
     @parameterized.parameters((4, False), (4, True), (3, True), (8, False))
     def test_exact_grid_matches_the_quantizer(self, bits, signed):
-        quantizer = ks.ActivationQuantizer(bits=bits, signed=signed, mode="hard", initialized=True)
+        quantizer = ks.layers.ActivationQuantizer(bits=bits, signed=signed, mode="hard", initialized=True)
         quantizer.step.assign(0.37)
         qmin, qmax = quantizer.integer_range
         # Points between grid values (no ties), inside and outside the range.

@@ -18,8 +18,9 @@ class AugmentedBatches(keras.utils.PyDataset):
 
     Example:
 
-    >>> batches = AugmentedBatches(x_train, y_train, 128, seed=0, max_shift=2)
-    >>> model.fit(batches, epochs=8)
+    >>> batches = AugmentedBatches(x_train, y_train, 32, seed=0, max_shift=2)
+    >>> model.compile("adam", "sparse_categorical_crossentropy")
+    >>> history = model.fit(batches, epochs=8, verbose=0)
     """
 
     def __init__(self, images, labels, batch_size, seed, max_shift=2):

@@ -70,7 +70,8 @@ def export_tflite(
     Example:
 
     >>> ks.export_tflite(qmodel, "model_w4a4.tflite", representative_data=images)
-    >>> ks.verify_tflite("model_w4a4.tflite", qmodel, x_test[:500])
+    'model_w4a4.tflite'
+    >>> agreement = ks.verify_tflite("model_w4a4.tflite", qmodel, x_test[:500])
     """
     if not weight_layers(qmodel):
         raise ValueError(

@@ -92,8 +92,9 @@ def verify_tflite(path, qmodel, images):
 
     Example:
 
-    >>> print(ks.verify_tflite("model.tflite", qmodel, x_test[:1000]))
-    1000 images: top-1 agreement 99.80 %, output error max 3.00 / mean 0.410 steps ...
+    >>> path = ks.export_tflite(qmodel, "model.tflite", representative_data=images)
+    >>> print(ks.verify_tflite(path, qmodel, x_test[:1000]))
+    1000 images: top-1 agreement ... %, output error max ... / mean ... steps ...
     """
     images = np.asarray(images, np.float32)
     lite, step = run_tflite(path, images)

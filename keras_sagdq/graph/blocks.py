@@ -90,7 +90,7 @@ def find_blocks(model):
 
     >>> graph, blocks = find_blocks(qmodel)
     >>> [b.name for b in blocks]
-    ['stem_conv', 's1b1_conv1..s1b1_conv2', ...]
+    ['stem_conv', ..., 'head']
     """
     graph = tracing.trace(model)
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:

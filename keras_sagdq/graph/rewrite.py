@@ -55,9 +55,10 @@ def quantize_model(model, config=None, calibration_data=None):
 
     Example:
 
-    >>> qmodel = quantize_model(model, QuantConfig(weight_bits=4, activation_bits=4))
+    >>> qmodel = ks.quantize_model(model, ks.QuantConfig(weight_bits=4, activation_bits=4))
     >>> print(qmodel.quantization_report)
-    >>> set_mode(qmodel, "float")   # now predicts like `model`
+    layer ...
+    >>> ks.set_mode(qmodel, "float")   # now predicts like `model`
     """
     config = QuantConfig() if config is None else config
     if not isinstance(config, QuantConfig):

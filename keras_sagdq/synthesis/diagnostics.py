@@ -77,7 +77,7 @@ def check_images(images, probe, input_space):
 
     Example:
 
-    >>> check = check_images(images, BatchNormProbe(model), space)
+    >>> check = check_images(images, ks.synthesis.BatchNormProbe(model), space)
     >>> check.healthy, check.problems
     """
     images = np.asarray(images, np.float64)

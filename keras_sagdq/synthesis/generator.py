@@ -30,7 +30,7 @@ def build_generator(image_shape, latent_dim=LATENT_DIM, seed=0, name="generator"
     Example:
 
     >>> generator = build_generator((28, 28, 1), seed=0)
-    >>> generator(keras.random.normal((8, 256)), training=True).shape
+    >>> tuple(generator(keras.random.normal((8, 256)), training=True).shape)
     (8, 28, 28, 1)
 
     Reference:

@@ -84,7 +84,8 @@ def declared_input_space(model):
 
     >>> inputs = keras.Input((28, 28, 1))
     >>> x = keras.layers.Normalization(mean=0.5, variance=0.04)(inputs)
-    >>> ...
+    >>> x = keras.layers.Conv2D(8, 3)(x)
+    >>> model = keras.Model(inputs, keras.layers.BatchNormalization()(x))
     >>> declared_input_space(model).mean, declared_input_space(model).std
     (array([0.5], dtype=float32), array([0.2], dtype=float32))
     """

@@ -21,7 +21,7 @@ class SwingShift(keras.layers.Layer):
     Example:
 
     >>> swing = SwingShift(seed=0)
-    >>> swing(keras.random.normal((2, 8, 8, 3))).shape
+    >>> tuple(swing(keras.random.normal((2, 8, 8, 3))).shape)
     (2, 8, 8, 3)
 
     Reference:
