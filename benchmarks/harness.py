@@ -1,7 +1,8 @@
 """Benchmark harness: quantize a reference model, evaluate on the real test split.
 
     KERAS_BACKEND=tensorflow python benchmarks/harness.py
-    KERAS_BACKEND=torch python benchmarks/harness.py --models=resnet20_fashion_mnist --quick
+    KERAS_BACKEND=torch python benchmarks/harness.py \
+        --models=resnet20_fashion_mnist --quick
 
 Each row: a reference model, a bit setting, a calibration source and a
 method; it records top-1 accuracy on the 10 000 Fashion-MNIST test images,
@@ -31,6 +32,7 @@ import keras
 import numpy as np
 from absl import app
 from absl import flags
+from provenance import git_commit
 
 import keras_sagdq as ks
 from keras_sagdq.datasets import load_fashion_mnist
@@ -38,46 +40,65 @@ from keras_sagdq.models import REFERENCE_MODELS
 from keras_sagdq.models import load_shipped_model
 from keras_sagdq.models import shipped_model_input
 from keras_sagdq.models import zoo
-from provenance import git_commit
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BITS = {"W8A8": (8, 8), "W4A4": (4, 4), "W3A3": (3, 3), "W2A4": (2, 4)}
 
 _MODELS = flags.DEFINE_list(
-    "models", list(REFERENCE_MODELS), "Reference models and/or zoo models (keras_sagdq/models/zoo.py)."
+    "models",
+    list(REFERENCE_MODELS),
+    "Reference models and/or zoo models (keras_sagdq/models/zoo.py).",
 )
 _SETTINGS = flags.DEFINE_list("bits", list(BITS), "Bit settings.")
 _SOURCES = flags.DEFINE_list(
-    "calibration", ["real", "gaussian"], "Calibration sources: real, gaussian, genie, zeroq."
+    "calibration",
+    ["real", "gaussian"],
+    "Calibration sources: real, gaussian, genie, zeroq.",
 )
-_SYNTHESIS_PROFILE = flags.DEFINE_enum("synthesis_profile", "fast", ["fast", "paper"], "Synthesis profile.")
+_SYNTHESIS_PROFILE = flags.DEFINE_enum(
+    "synthesis_profile", "fast", ["fast", "paper"], "Synthesis profile."
+)
 _SYNTHESIS_OPTIONS = flags.DEFINE_list(
     "synthesis_options", [], "SynthesisConfig overrides as key=value, e.g. steps=200."
 )
 _SYNTHETIC_DIR = flags.DEFINE_string(
-    "synthetic_dir", os.path.join(_ROOT, "benchmarks", "synthetic"),
+    "synthetic_dir",
+    os.path.join(_ROOT, "benchmarks", "synthetic"),
     "Where synthesized batches are cached (one folder per model and settings).",
 )
 _NUM_SAMPLES = flags.DEFINE_integer("num_samples", 1024, "Calibration images.")
 _METHODS = flags.DEFINE_list(
-    "methods", ["rtn"], "rtn (round to nearest, min/max ranges) and/or reconstruct (GENIE-M)."
+    "methods",
+    ["rtn"],
+    "rtn (round to nearest, min/max ranges) and/or reconstruct (GENIE-M).",
 )
-_PROFILE = flags.DEFINE_enum("profile", "fast", ["fast", "paper"], "Reconstruction profile.")
+_PROFILE = flags.DEFINE_enum(
+    "profile", "fast", ["fast", "paper"], "Reconstruction profile."
+)
 _OPTIONS = flags.DEFINE_list(
-    "options", [], "ReconstructionConfig overrides as key=value, e.g. steps=500,rounding_lr=0.01."
+    "options",
+    [],
+    "ReconstructionConfig overrides as key=value, e.g. steps=500,rounding_lr=0.01.",
 )
 _EXPORT_DIR = flags.DEFINE_string(
-    "export_dir", None,
-    "If set, export each quantized model to an integer .tflite there and evaluate the file "
-    "(top-1, size, single-image latency next to the float .tflite).",
+    "export_dir",
+    None,
+    "If set, export each quantized model to an integer .tflite there and evaluate "
+    "the file (top-1, size, single-image latency next to the float .tflite).",
 )
 _MODELS_DIR = flags.DEFINE_string(
-    "models_dir", None,
-    "If set, save each quantized model there as <model>_<bits>_<calibration>_<method>.keras, "
+    "models_dir",
+    None,
+    "If set, save each quantized model there as "
+    "<model>_<bits>_<calibration>_<method>.keras, "
     "so that exports can be measured again without quantizing again.",
 )
-_TABLE_ONLY = flags.DEFINE_bool("table_only", False, "Only rewrite the table from the JSON files.")
-_QUICK = flags.DEFINE_bool("quick", False, "Smoke test: 1000 test images, 128 calibration images.")
+_TABLE_ONLY = flags.DEFINE_bool(
+    "table_only", False, "Only rewrite the table from the JSON files."
+)
+_QUICK = flags.DEFINE_bool(
+    "quick", False, "Smoke test: 1000 test images, 128 calibration images."
+)
 _RESULTS = flags.DEFINE_string(
     "results", os.path.join(_ROOT, "benchmarks", "results.json"), "JSON results file."
 )
@@ -91,7 +112,9 @@ def load_model(name):
     return load_shipped_model(name), lambda x: shipped_model_input(x, name)
 
 
-def calibration_images(source, num_samples, model, model_name, options, seed=0, to_input=None):
+def calibration_images(
+    source, num_samples, model, model_name, options, seed=0, to_input=None
+):
     """Calibration images and seconds per synthesis step (None if not synthesized)."""
     if source == "real":
         images, _ = load_fashion_mnist("train")
@@ -100,20 +123,35 @@ def calibration_images(source, num_samples, model, model_name, options, seed=0, 
         return ks.synthesize(model, num_samples, method="gaussian", seed=seed), None
     if source in ("genie", "zeroq"):
         label = options_label(options).replace(", ", "_").replace("=", "-")
-        directory = os.path.join(_SYNTHETIC_DIR.value, f"{model_name}_{source}_{label}_seed{seed}")
+        directory = os.path.join(
+            _SYNTHETIC_DIR.value, f"{model_name}_{source}_{label}_seed{seed}"
+        )
         timing_path = os.path.join(directory, "timing.json")
         existing = len(glob.glob(os.path.join(directory, "batch_*.npy")))
         start = time.time()
-        images = ks.synthesize(model, num_samples, method=source, seed=seed, directory=directory,
-                               verbose=2, **options)
+        images = ks.synthesize(
+            model,
+            num_samples,
+            method=source,
+            seed=seed,
+            directory=directory,
+            verbose=2,
+            **options,
+        )
         seconds = time.time() - start
         config = ks.synthesis.synthesis_config(source, **options)
         made = len(glob.glob(os.path.join(directory, "batch_*.npy"))) - existing
         if made:
             # Batches synthesized by this call (not loaded): record the time per step.
             with open(timing_path, "w") as f:
-                json.dump({"seconds": seconds, "steps": made * config.steps,
-                           "backend": keras.backend.backend()}, f)
+                json.dump(
+                    {
+                        "seconds": seconds,
+                        "steps": made * config.steps,
+                        "backend": keras.backend.backend(),
+                    },
+                    f,
+                )
         with open(timing_path) as f:
             timing = json.load(f)
         return images, timing
@@ -193,11 +231,15 @@ def quantize_with(method, model, setting, images, options):
     if method == "rtn":
         config = ks.QuantConfig(weight_bits, activation_bits, weight_range="minmax")
         qmodel = ks.quantize_model(model, config)
-        ks.calibrate_activations(qmodel, images, method="minmax", max_samples=len(images), batch_size=128)
+        ks.calibrate_activations(
+            qmodel, images, method="minmax", max_samples=len(images), batch_size=128
+        )
         seconds["quantize"] = time.time() - start
     elif method == "reconstruct":
         qmodel = ks.quantize_model(model, ks.QuantConfig(weight_bits, activation_bits))
-        ks.calibrate_activations(qmodel, images, max_samples=len(images), batch_size=128)
+        ks.calibrate_activations(
+            qmodel, images, max_samples=len(images), batch_size=128
+        )
         seconds["quantize"] = time.time() - start
         start = time.time()
         histories = ks.reconstruct(qmodel, model, images, verbose=0, **options)
@@ -224,13 +266,24 @@ def save_row(row):
     os.replace(temporary, _RESULTS.value)
 
 
-def run_rows(model_name, settings, sources, methods, num_samples, quick, options, synthesis_options):
+def run_rows(
+    model_name,
+    settings,
+    sources,
+    methods,
+    num_samples,
+    quick,
+    options,
+    synthesis_options,
+):
     x_test, y_test = load_fashion_mnist("test")
     if quick:
         x_test, y_test = x_test[:1000], y_test[:1000]
         num_samples = min(num_samples, 128)
         options = dict(options, steps=min(options.get("steps", 50), 50))
-        synthesis_options = dict(synthesis_options, steps=min(synthesis_options.get("steps", 20), 20))
+        synthesis_options = dict(
+            synthesis_options, steps=min(synthesis_options.get("steps", 20), 20)
+        )
     model, to_input = load_model(model_name)
     x_test = to_input(x_test)
     common = dict(
@@ -243,14 +296,23 @@ def run_rows(model_name, settings, sources, methods, num_samples, quick, options
         machine=f"{platform.machine()}, {os.cpu_count()} CPUs",
     )
     start = time.time()
-    rows = [dict(common, bits="FP", calibration="-", method="float",
-                 top1=top1(model, x_test, y_test),
-                 seconds={"evaluate": time.time() - start}, peak_mb=peak_memory_mb())]
+    rows = [
+        dict(
+            common,
+            bits="FP",
+            calibration="-",
+            method="float",
+            top1=top1(model, x_test, y_test),
+            seconds={"evaluate": time.time() - start},
+            peak_mb=peak_memory_mb(),
+        )
+    ]
     print(rows[-1])
     save_row(rows[-1])
     for source in sources:
-        images, timing = calibration_images(source, num_samples, model, model_name, synthesis_options,
-                                            to_input=to_input)
+        images, timing = calibration_images(
+            source, num_samples, model, model_name, synthesis_options, to_input=to_input
+        )
         label = f"{source} ({len(images)})"
         if timing:
             label = f"{source} ({len(images)}, {options_label(synthesis_options)})"
@@ -261,19 +323,39 @@ def run_rows(model_name, settings, sources, methods, num_samples, quick, options
                 accuracy = top1(qmodel, x_test, y_test)
                 seconds["evaluate"] = time.time() - start
                 if timing:
-                    seconds = {"synthesize": timing["seconds"],
-                               "synthesis_s_per_step": timing["seconds"] / timing["steps"], **seconds}
-                name = method if method == "rtn" else f"{method} ({options_label(options)})"
-                rows.append(dict(common, bits=setting, calibration=label,
-                                 method=name, top1=accuracy, seconds=seconds,
-                                 peak_mb=peak_memory_mb()))
+                    seconds = {
+                        "synthesize": timing["seconds"],
+                        "synthesis_s_per_step": timing["seconds"] / timing["steps"],
+                        **seconds,
+                    }
+                name = (
+                    method
+                    if method == "rtn"
+                    else f"{method} ({options_label(options)})"
+                )
+                rows.append(
+                    dict(
+                        common,
+                        bits=setting,
+                        calibration=label,
+                        method=name,
+                        top1=accuracy,
+                        seconds=seconds,
+                        peak_mb=peak_memory_mb(),
+                    )
+                )
                 if _MODELS_DIR.value:
                     os.makedirs(_MODELS_DIR.value, exist_ok=True)
-                    qmodel.save(os.path.join(_MODELS_DIR.value,
-                                             f"{model_name}_{setting}_{source}_{method}.keras"))
+                    qmodel.save(
+                        os.path.join(
+                            _MODELS_DIR.value,
+                            f"{model_name}_{setting}_{source}_{method}.keras",
+                        )
+                    )
                 if _EXPORT_DIR.value:
-                    rows[-1]["tflite"] = export_row(qmodel, model, model_name, setting, images,
-                                                    x_test, y_test)
+                    rows[-1]["tflite"] = export_row(
+                        qmodel, model, model_name, setting, images, x_test, y_test
+                    )
                 print(rows[-1], flush=True)
                 save_row(rows[-1])
     return rows
@@ -296,7 +378,14 @@ def options_label(options):
 
 
 def row_key(row):
-    return (row["model"], row["backend"], row["bits"], row["method"], row["calibration"], row["quick"])
+    return (
+        row["model"],
+        row["backend"],
+        row["bits"],
+        row["method"],
+        row["calibration"],
+        row["quick"],
+    )
 
 
 def write_table(results, path):
@@ -304,21 +393,37 @@ def write_table(results, path):
     order = {name: i for i, name in enumerate(["FP", *BITS])}
     results = sorted(
         {row_key(r): r for r in results}.values(),
-        key=lambda r: (r["model"], r["backend"], r["bits"] != "FP", r["method"],
-                       r["calibration"], order.get(r["bits"], 99)),
+        key=lambda r: (
+            r["model"],
+            r["backend"],
+            r["bits"] != "FP",
+            r["method"],
+            r["calibration"],
+            order.get(r["bits"], 99),
+        ),
     )
     lines = [
-        "| model | backend | bits | method | calibration | top-1 % | Δ vs FP | seconds (stages) | peak MB | commit |",
+        "| model | backend | bits | method | calibration | top-1 % | Δ vs FP | "
+        "seconds (stages) | peak MB | commit |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    fp = {(r["model"], r["backend"], r["quick"]): r["top1"] for r in results if r["bits"] == "FP"}
+    fp = {
+        (r["model"], r["backend"], r["quick"]): r["top1"]
+        for r in results
+        if r["bits"] == "FP"
+    }
     for r in results:
         if r["quick"]:
             continue
         base = fp.get((r["model"], r["backend"], r["quick"]))
-        delta = "" if r["bits"] == "FP" or base is None else f"{100 * (r['top1'] - base):+.2f}"
+        delta = (
+            ""
+            if r["bits"] == "FP" or base is None
+            else f"{100 * (r['top1'] - base):+.2f}"
+        )
         stages = ", ".join(
-            f"{k} {v:.1f}" for k, v in r["seconds"].items()
+            f"{k} {v:.1f}"
+            for k, v in r["seconds"].items()
             if k not in ("steps_per_s", "synthesis_s_per_step")
         )
         if "synthesis_s_per_step" in r["seconds"]:
@@ -326,24 +431,30 @@ def write_table(results, path):
         if "steps_per_s" in r["seconds"]:
             stages += f" ({r['seconds']['steps_per_s']:.0f} steps/s)"
         lines.append(
-            f"| {r['model']} | {r['backend']} | {r['bits']} | {r['method']} | {r['calibration']} "
-            f"| {100 * r['top1']:.2f} | {delta} | {stages} | {r['peak_mb']:.0f} | {r.get('commit', '-')} |"
+            f"| {r['model']} | {r['backend']} | {r['bits']} | {r['method']} | "
+            f"{r['calibration']} "
+            f"| {100 * r['top1']:.2f} | {delta} | {stages} | {r['peak_mb']:.0f} | "
+            f"{r.get('commit', '-')} |"
         )
     _replace_section(path, "results", lines)
     exported = [r for r in results if r.get("tflite") and not r["quick"]]
     lines = [
-        "| model | backend | bits | calibration | Keras top-1 % | .tflite top-1 % | Δ | .tflite KB | float KB "
+        "| model | backend | bits | calibration | Keras top-1 % | .tflite top-1 % | Δ "
+        "| .tflite KB | float KB "
         "| size ratio | int8 ms | float ms | speed-up | commit |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in exported:
         t = r["tflite"]
         lines.append(
-            f"| {r['model']} | {r['backend']} | {r['bits']} | {r['calibration']} | {100 * r['top1']:.2f} "
-            f"| {100 * t['top1']:.2f} | {100 * (t['top1'] - r['top1']):+.2f} | {t['bytes'] / 1024:.0f} "
+            f"| {r['model']} | {r['backend']} | {r['bits']} | {r['calibration']} | "
+            f"{100 * r['top1']:.2f} "
+            f"| {100 * t['top1']:.2f} | {100 * (t['top1'] - r['top1']):+.2f} | "
+            f"{t['bytes'] / 1024:.0f} "
             f"| {t['float_bytes'] / 1024:.0f} | {t['float_bytes'] / t['bytes']:.2f}x "
             f"| {t['latency_ms']:.3f} | {t['float_latency_ms']:.3f} "
-            f"| {t['float_latency_ms'] / t['latency_ms']:.2f}x | {r.get('commit', '-')} |"
+            f"| {t['float_latency_ms'] / t['latency_ms']:.2f}x | "
+            f"{r.get('commit', '-')} |"
         )
     _replace_section(path, "export", lines)
     _replace_section(path, "zoo", zoo_lines(results))
@@ -355,8 +466,11 @@ def zoo_lines(results):
 
     def cell(model, bits, method, source, tflite=False):
         for r in rows:
-            if (r["model"], r["bits"]) == (model, bits) and r["method"].startswith(method) \
-                    and r["calibration"].startswith(source):
+            if (
+                (r["model"], r["bits"]) == (model, bits)
+                and r["method"].startswith(method)
+                and r["calibration"].startswith(source)
+            ):
                 if tflite:
                     return r.get("tflite", {}).get("top1"), r.get("commit", "-")
                 return r["top1"], r.get("commit", "-")
@@ -366,7 +480,8 @@ def zoo_lines(results):
         return "" if value is None else f"{100 * value:.2f}"
 
     lines = [
-        "| model (FP) | bits | RTN real | RTN Gaussian | RTN GENIE | recon. real | recon. GENIE "
+        "| model (FP) | bits | RTN real | RTN Gaussian | RTN GENIE | recon. real | "
+        "recon. GENIE "
         "| GENIE − real | .tflite (recon. GENIE) | file − Keras | commit |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -383,14 +498,20 @@ def zoo_lines(results):
             if all(v is None for v in values.values()) and rec_genie is None:
                 continue
             lite, _ = cell(model, bits, "reconstruct", "genie", tflite=True)
-            gap = None if rec_genie is None or values["rec_real"] is None else rec_genie - values["rec_real"]
+            gap = (
+                None
+                if rec_genie is None or values["rec_real"] is None
+                else rec_genie - values["rec_real"]
+            )
             file_gap = None if lite is None or rec_genie is None else lite - rec_genie
             gap_text = "" if gap is None else f"{100 * gap:+.2f}"
             file_text = "" if file_gap is None else f"{100 * file_gap:+.2f}"
             lines.append(
                 f"| {model} ({text(fp)}) | {bits} | {text(values['rtn_real'])} "
-                f"| {text(values['rtn_gauss'])} | {text(values['rtn_genie'])} | {text(values['rec_real'])} "
-                f"| {text(rec_genie)} | {gap_text} | {text(lite)} | {file_text} | {commit or '-'} |"
+                f"| {text(values['rtn_gauss'])} | {text(values['rtn_genie'])} | "
+                f"{text(values['rec_real'])} "
+                f"| {text(rec_genie)} | {gap_text} | {text(lite)} | {file_text} | "
+                f"{commit or '-'} |"
             )
     return lines
 
@@ -410,19 +531,35 @@ def main(argv):
     del argv
     for setting in _SETTINGS.value:
         if setting not in BITS:
-            raise ValueError(f"Unknown bit setting; choose from {list(BITS)}. Received: bits={setting!r}")
+            raise ValueError(
+                f"Unknown bit setting; choose from {list(BITS)}. Received: "
+                f"bits={setting!r}"
+            )
     models = [] if _TABLE_ONLY.value else _MODELS.value
     options = {"profile": _PROFILE.value}
     options.update(parse_options(_OPTIONS.value))
-    synthesis_options = {"profile": _SYNTHESIS_PROFILE.value, **parse_options(_SYNTHESIS_OPTIONS.value)}
+    synthesis_options = {
+        "profile": _SYNTHESIS_PROFILE.value,
+        **parse_options(_SYNTHESIS_OPTIONS.value),
+    }
     for name in models:
         # Each row is saved as it finishes (save_row).
-        run_rows(name, _SETTINGS.value, _SOURCES.value, _METHODS.value,
-                 _NUM_SAMPLES.value, _QUICK.value, options, synthesis_options)
+        run_rows(
+            name,
+            _SETTINGS.value,
+            _SOURCES.value,
+            _METHODS.value,
+            _NUM_SAMPLES.value,
+            _QUICK.value,
+            options,
+            synthesis_options,
+        )
     # The table shows every results*.json beside this one (parallel runs each
     # write their own file).
     every = []
-    for path in sorted(glob.glob(os.path.join(os.path.dirname(_RESULTS.value), "results*.json"))):
+    for path in sorted(
+        glob.glob(os.path.join(os.path.dirname(_RESULTS.value), "results*.json"))
+    ):
         with open(path) as f:
             # Only accuracy rows (other scripts' files have other fields).
             every.extend(r for r in json.load(f) if "bits" in r)

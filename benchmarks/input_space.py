@@ -17,6 +17,7 @@ import time
 import keras
 from absl import app
 from absl import flags
+from provenance import git_commit
 
 from keras_sagdq.datasets import load_fashion_mnist
 from keras_sagdq.models import REFERENCE_MODELS
@@ -27,7 +28,6 @@ from keras_sagdq.synthesis import BatchNormProbe
 from keras_sagdq.synthesis import declared_input_space
 from keras_sagdq.synthesis import infer_input_space
 from keras_sagdq.synthesis.input_space import affine_estimate
-from provenance import git_commit
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -45,8 +45,8 @@ def main(argv):
         with open(_RESULTS.value) as f:
             rows = json.load(f)
     for name in _MODELS.value:
-        model, to_input = load_shipped_model(name), lambda x: shipped_model_input(x, name)
-        x = to_input(pixels[:10000])
+        model = load_shipped_model(name)
+        x = shipped_model_input(pixels[:10000], name)
         declared = declared_input_space(model)
         guess = affine_estimate(BatchNormProbe(model))
         start = time.time()
@@ -59,7 +59,9 @@ def main(argv):
             true_mean=float(x.mean()),
             true_std=float(x.std()),
             declared=None if declared is None else declared.to_dict(),
-            first_guess=None if guess is None else [float(guess[0][0]), float(guess[1][0])],
+            first_guess=None
+            if guess is None
+            else [float(guess[0][0]), float(guess[1][0])],
             inferred=inferred.to_dict(),
             seconds=time.time() - start,
         )
@@ -70,12 +72,24 @@ def main(argv):
     print("| model | true mean / std | declared | first guess | inferred | seconds |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        declared = "" if r["declared"] is None else "{:.4g} / {:.4g}".format(
-            r["declared"]["mean"][0], r["declared"]["std"][0])
-        guess = "" if r["first_guess"] is None else "{:.4g} / {:.4g}".format(*r["first_guess"])
-        print(f"| {r['model']} | {r['true_mean']:.4g} / {r['true_std']:.4g} | {declared} | {guess} "
-              f"| {r['inferred']['mean'][0]:.4g} / {r['inferred']['std'][0]:.4g} "
-              f"| {r['seconds']:.0f} |")
+        declared = (
+            ""
+            if r["declared"] is None
+            else "{:.4g} / {:.4g}".format(
+                r["declared"]["mean"][0], r["declared"]["std"][0]
+            )
+        )
+        guess = (
+            ""
+            if r["first_guess"] is None
+            else "{:.4g} / {:.4g}".format(*r["first_guess"])
+        )
+        print(
+            f"| {r['model']} | {r['true_mean']:.4g} / {r['true_std']:.4g} | "
+            f"{declared} | {guess} "
+            f"| {r['inferred']['mean'][0]:.4g} / {r['inferred']['std'][0]:.4g} "
+            f"| {r['seconds']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """`check_images` on cached synthetic batches, and on a deliberately degenerate batch.
 
     KERAS_BACKEND=tensorflow python benchmarks/synthesis_checks.py
-    KERAS_BACKEND=tensorflow python benchmarks/synthesis_checks.py --degenerate=mobilenet_unit_range
+    KERAS_BACKEND=tensorflow python benchmarks/synthesis_checks.py \
+        --degenerate=mobilenet_unit_range
 
 Prints, for every GENIE batch cached under benchmarks/synthetic/ by the
 harness, the numbers the degenerate-synthesis warning looks at. With
@@ -28,18 +29,25 @@ from keras_sagdq.synthesis import check_images
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
-_DEGENERATE = flags.DEFINE_string("degenerate", None, "Also check a degenerate batch of this model.")
+_DEGENERATE = flags.DEFINE_string(
+    "degenerate", None, "Also check a degenerate batch of this model."
+)
 _GRIDS_DIR = flags.DEFINE_string(
-    "grids_dir", None,
+    "grids_dir",
+    None,
     "If set, also write the first 64 images of each model's first batch there as "
-    "genie_<model>.png, with black and white at the model's inputs for real pixels 0 and 1.",
+    "genie_<model>.png, with black and white at the model's inputs for real pixels 0 "
+    "and 1.",
 )
 
 
 def _line(label, check):
-    return (f"| {label} | {check.bn_mismatch:.4f} | {check.max_abs_z:.2f} "
-            f"| {100 * check.constant_fraction:.0f} % | {100 * check.saturated_fraction:.1f} % "
-            f"| {'; '.join(check.problems) or 'healthy'} |")
+    return (
+        f"| {label} | {check.bn_mismatch:.4f} | {check.max_abs_z:.2f} "
+        f"| {100 * check.constant_fraction:.0f} % | "
+        f"{100 * check.saturated_fraction:.1f} % "
+        f"| {'; '.join(check.problems) or 'healthy'} |"
+    )
 
 
 def main(argv):
@@ -54,10 +62,14 @@ def main(argv):
         probe = BatchNormProbe(model)
         paths = sorted(glob.glob(os.path.join(folder, "batch_*.npy")))
         if _GRIDS_DIR.value and paths:
-            black, white = (float(shipped_model_input(np.float32(v), name)) for v in (0.0, 1.0))
-            ks.save_image_grid(np.load(paths[0], allow_pickle=False)[:64],
-                               os.path.join(_GRIDS_DIR.value, f"genie_{name}.png"),
-                               value_range=(black, white))
+            black, white = (
+                float(shipped_model_input(np.float32(v), name)) for v in (0.0, 1.0)
+            )
+            ks.save_image_grid(
+                np.load(paths[0], allow_pickle=False)[:64],
+                os.path.join(_GRIDS_DIR.value, f"genie_{name}.png"),
+                value_range=(black, white),
+            )
         for path in paths:
             check = check_images(np.load(path, allow_pickle=False), probe, space)
             print(_line(f"{name} {os.path.basename(path)[:-4]}", check), flush=True)
@@ -65,9 +77,18 @@ def main(argv):
         model = load_shipped_model(_DEGENERATE.value)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            images = ks.synthesize(model, 64, batch_size=64, steps=200, input_mean=0.0,
-                                   input_std=1.0, verbose=0)
-        check = check_images(images, BatchNormProbe(model), InputSpace([0.0], [1.0], "given"))
+            images = ks.synthesize(
+                model,
+                64,
+                batch_size=64,
+                steps=200,
+                input_mean=0.0,
+                input_std=1.0,
+                verbose=0,
+            )
+        check = check_images(
+            images, BatchNormProbe(model), InputSpace([0.0], [1.0], "given")
+        )
         print(_line(f"{_DEGENERATE.value}, standardized space", check))
 
 

@@ -28,7 +28,9 @@ _METHODS = flags.DEFINE_list("methods", ["genie"], "Synthesis methods to time.")
 _STEPS = flags.DEFINE_integer("steps", 30, "Timed steps (plus one untimed).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Images per batch.")
 _RESULTS = flags.DEFINE_string(
-    "results", os.path.join(_ROOT, "benchmarks", "synthesis_speed.json"), "JSON results file."
+    "results",
+    os.path.join(_ROOT, "benchmarks", "synthesis_speed.json"),
+    "JSON results file.",
 )
 
 
@@ -50,23 +52,44 @@ def main(argv):
         model = load_reference_model(name)
         for method in _METHODS.value:
             timer = _StepTimer()
-            ks.synthesize(model, _BATCH_SIZE.value, method=method, steps=_STEPS.value + 1,
-                          batch_size=_BATCH_SIZE.value, verbose=0, callbacks=[timer])
-            row = dict(model=name, backend=keras.backend.backend(), method=method,
-                       batch_size=_BATCH_SIZE.value,
-                       seconds_per_step=(timer.end - timer.start) / timer.timed,
-                       machine=f"{platform.machine()}, {os.cpu_count()} CPUs")
+            ks.synthesize(
+                model,
+                _BATCH_SIZE.value,
+                method=method,
+                steps=_STEPS.value + 1,
+                batch_size=_BATCH_SIZE.value,
+                verbose=0,
+                callbacks=[timer],
+            )
+            row = dict(
+                model=name,
+                backend=keras.backend.backend(),
+                method=method,
+                batch_size=_BATCH_SIZE.value,
+                seconds_per_step=(timer.end - timer.start) / timer.timed,
+                machine=f"{platform.machine()}, {os.cpu_count()} CPUs",
+            )
             print(row, flush=True)
-            rows = [r for r in rows if (r["model"], r["backend"], r["method"]) != (name, row["backend"], method)]
+            rows = [
+                r
+                for r in rows
+                if (r["model"], r["backend"], r["method"])
+                != (name, row["backend"], method)
+            ]
             rows.append(row)
     with open(_RESULTS.value, "w") as f:
         json.dump(rows, f, indent=1)
-    by_key = {(r["model"], r["method"], r["backend"]): r["seconds_per_step"] for r in rows}
+    by_key = {
+        (r["model"], r["method"], r["backend"]): r["seconds_per_step"] for r in rows
+    }
     for (model, method, backend), seconds in sorted(by_key.items()):
         if backend == "torch" and (model, method, "tensorflow") in by_key:
             tf_seconds = by_key[(model, method, "tensorflow")]
-            print(f"{model} {method}: tensorflow {tf_seconds:.3f} s/step, torch {seconds:.3f} "
-                  f"s/step, torch / tensorflow = {seconds / tf_seconds:.2f}")
+            print(
+                f"{model} {method}: tensorflow {tf_seconds:.3f} s/step, torch "
+                f"{seconds:.3f} "
+                f"s/step, torch / tensorflow = {seconds / tf_seconds:.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -16,11 +16,17 @@ from absl import flags
 
 import keras_sagdq as ks
 
-_MODEL = flags.DEFINE_enum("model", "mobilenet_v2", ["mobilenet_v2", "resnet50"], "Architecture.")
-_WEIGHT_BITS = flags.DEFINE_integer("weight_bits", 4, "Weight bits of the inner layers.")
+_MODEL = flags.DEFINE_enum(
+    "model", "mobilenet_v2", ["mobilenet_v2", "resnet50"], "Architecture."
+)
+_WEIGHT_BITS = flags.DEFINE_integer(
+    "weight_bits", 4, "Weight bits of the inner layers."
+)
 _ACTIVATION_BITS = flags.DEFINE_integer("activation_bits", 4, "Activation bits.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 96, "Input height and width.")
-_OUTPUT = flags.DEFINE_string("output", "/tmp/quantized_application.keras", "Where to save.")
+_OUTPUT = flags.DEFINE_string(
+    "output", "/tmp/quantized_application.keras", "Where to save."
+)
 
 _BUILDERS = {
     "mobilenet_v2": keras.applications.MobileNetV2,
@@ -38,12 +44,16 @@ def main(argv):
     qmodel = ks.quantize_model(model, config)
     print(qmodel.quantization_report)
 
-    images = np.random.default_rng(0).uniform(-1, 1, (32, size, size, 3)).astype("float32")
+    images = (
+        np.random.default_rng(0).uniform(-1, 1, (32, size, size, 3)).astype("float32")
+    )
     ks.calibrate_activations(qmodel, images)
     ks.set_mode(qmodel, "float")
     float_out = keras.ops.convert_to_numpy(qmodel(images[:4]))
-    print("float mode vs original, max |diff|:",
-          np.abs(float_out - keras.ops.convert_to_numpy(model(images[:4]))).max())
+    print(
+        "float mode vs original, max |diff|:",
+        np.abs(float_out - keras.ops.convert_to_numpy(model(images[:4]))).max(),
+    )
     ks.set_mode(qmodel, "hard")
 
     qmodel.save(_OUTPUT.value)
@@ -52,8 +62,10 @@ def main(argv):
         keras.ops.convert_to_numpy(reloaded(images[:4]))
         - keras.ops.convert_to_numpy(qmodel(images[:4]))
     ).max()
-    print(f"saved {_OUTPUT.value} ({os.path.getsize(_OUTPUT.value) / 1e6:.1f} MB); "
-          f"reloaded max |diff| = {diff}")
+    print(
+        f"saved {_OUTPUT.value} ({os.path.getsize(_OUTPUT.value) / 1e6:.1f} MB); "
+        f"reloaded max |diff| = {diff}"
+    )
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ exports an integer `.tflite` file and reports the top-1 of the Keras model
 and of the file on the real test split (the only real data touched).
 
     KERAS_BACKEND=tensorflow python examples/zero_shot_fashion_mnist.py
-    KERAS_BACKEND=torch python examples/zero_shot_fashion_mnist.py --bits=W2A4 --num_samples=256
-    KERAS_BACKEND=tensorflow python examples/zero_shot_fashion_mnist.py --model=vgg_raw_pixels
+    KERAS_BACKEND=torch python examples/zero_shot_fashion_mnist.py \
+        --bits=W2A4 --num_samples=256
+    KERAS_BACKEND=tensorflow python examples/zero_shot_fashion_mnist.py \
+        --model=vgg_raw_pixels
 
 `--model` takes a shipped reference model or a zoo model (keras_sagdq/models/zoo.py:
 other input conventions, such as raw [0, 255] pixels); the library finds the
@@ -31,12 +33,23 @@ from keras_sagdq.models import zoo
 
 _BITS = {"W8A8": (8, 8), "W4A4": (4, 4), "W3A3": (3, 3), "W2A4": (2, 4)}
 _MODEL = flags.DEFINE_enum(
-    "model", "resnet20_fashion_mnist", [*REFERENCE_MODELS, *zoo.ZOO_MODELS], "Shipped model."
+    "model",
+    "resnet20_fashion_mnist",
+    [*REFERENCE_MODELS, *zoo.ZOO_MODELS],
+    "Shipped model.",
 )
-_BITS_FLAG = flags.DEFINE_enum("bits", "W4A4", list(_BITS), "Weight and activation bits.")
-_METHOD = flags.DEFINE_enum("method", "genie", ["genie", "zeroq", "gaussian"], "Synthesis method.")
-_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 1024, "Synthetic calibration images.")
-_PROFILE = flags.DEFINE_enum("profile", "fast", ["fast", "paper"], "Synthesis and reconstruction profile.")
+_BITS_FLAG = flags.DEFINE_enum(
+    "bits", "W4A4", list(_BITS), "Weight and activation bits."
+)
+_METHOD = flags.DEFINE_enum(
+    "method", "genie", ["genie", "zeroq", "gaussian"], "Synthesis method."
+)
+_NUM_SAMPLES = flags.DEFINE_integer(
+    "num_samples", 1024, "Synthetic calibration images."
+)
+_PROFILE = flags.DEFINE_enum(
+    "profile", "fast", ["fast", "paper"], "Synthesis and reconstruction profile."
+)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of synthesis and reconstruction.")
 _OUTPUT = flags.DEFINE_string("output", "/tmp/keras_sagdq_zero_shot", "Output folder.")
 
@@ -52,7 +65,10 @@ def main(argv):
         model = zoo.load_zoo_model(_MODEL.value)
     else:
         model = load_reference_model(_MODEL.value)
-    tag = f"{_MODEL.value}_{_METHOD.value}_{_PROFILE.value}_{_NUM_SAMPLES.value}_seed{_SEED.value}"
+    tag = "_".join(
+        (_MODEL.value, _METHOD.value, _PROFILE.value, str(_NUM_SAMPLES.value))
+    )
+    tag += f"_seed{_SEED.value}"
     images = ks.synthesize(
         model,
         num_samples=_NUM_SAMPLES.value,
@@ -69,7 +85,9 @@ def main(argv):
     weight_bits, activation_bits = _BITS[_BITS_FLAG.value]
     qmodel = ks.quantize_model(model, ks.QuantConfig(weight_bits, activation_bits))
     ks.reconstruct(qmodel, model, images, profile=_PROFILE.value, seed=_SEED.value)
-    path = os.path.join(_OUTPUT.value, f"{_MODEL.value}_{_BITS_FLAG.value.lower()}.keras")
+    path = os.path.join(
+        _OUTPUT.value, f"{_MODEL.value}_{_BITS_FLAG.value.lower()}.keras"
+    )
     qmodel.save(path)
 
     # No input_range: the default covers the usual pixel conventions
@@ -82,10 +100,15 @@ def main(argv):
     lite_outputs, _ = ks.export.run_tflite(tflite_path, x_test)
     lite_top1 = float(np.mean(np.argmax(lite_outputs, -1) == y_test))
     print(f"float top-1:          {100 * top1(model, x_test, y_test):.2f} %")
-    print(f"{_BITS_FLAG.value} Keras top-1:    {100 * top1(qmodel, x_test, y_test):.2f} %  "
-          f"(calibrated on {_METHOD.value} images only; {path})")
-    print(f"{_BITS_FLAG.value} .tflite top-1:  {100 * lite_top1:.2f} %  "
-          f"({os.path.getsize(tflite_path) / 1024:.0f} KB, {tflite_path})")
+    print(
+        f"{_BITS_FLAG.value} Keras top-1:    "
+        f"{100 * top1(qmodel, x_test, y_test):.2f} %  "
+        f"(calibrated on {_METHOD.value} images only; {path})"
+    )
+    print(
+        f"{_BITS_FLAG.value} .tflite top-1:  {100 * lite_top1:.2f} %  "
+        f"({os.path.getsize(tflite_path) / 1024:.0f} KB, {tflite_path})"
+    )
 
 
 if __name__ == "__main__":

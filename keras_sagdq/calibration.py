@@ -37,7 +37,9 @@ def calibrate_activations(
     >>> ks.calibrate_activations(qmodel, x_train[:256])
     """
     if method not in ("lp", "minmax"):
-        raise ValueError(f"`method` must be 'lp' or 'minmax'. Received: method={method!r}")
+        raise ValueError(
+            f"`method` must be 'lp' or 'minmax'. Received: method={method!r}"
+        )
     images = np.asarray(images, np.float32)[:max_samples]
     if len(images) == 0:
         raise ValueError(f"`images` is empty. Received: images.shape={images.shape}")

@@ -143,7 +143,8 @@ def resolve_config(config, profile, presets, overrides):
         profile = "fast" if profile is None else profile
         if profile not in presets:
             raise ValueError(
-                f"`profile` must be one of {sorted(presets)}. Received: profile={profile!r}"
+                f"`profile` must be one of {sorted(presets)}. Received: "
+                f"profile={profile!r}"
             )
         config = presets[profile]
     elif not isinstance(config, cls):

@@ -21,7 +21,9 @@ def functional_nodes(model):
     call, layers called twice); the node table by depth keeps it.
     """
     by_depth = model._nodes_by_depth
-    return [node for depth in sorted(by_depth, reverse=True) for node in by_depth[depth]]
+    return [
+        node for depth in sorted(by_depth, reverse=True) for node in by_depth[depth]
+    ]
 
 
 def node_call_arguments(node, tensors):
@@ -56,7 +58,7 @@ def tflite_ops(interpreter):
 
 
 def tflite_tensor(interpreter, index):
-    """Details (dtype, `quantization`, ...) of tensor `index`, intermediate ones included.
+    """Details (dtype, `quantization`, ...) of tensor `index`, also intermediate.
 
     Why: the public API reads input and output details, or every tensor at
     once; this reads one intermediate tensor by its index (subgraph 0).

@@ -17,8 +17,9 @@ from keras import ops
 
 MIN_BITS = 2
 MAX_BITS = 8
-# Stretch of the rectified sigmoid h(V) = clip(sigmoid(V) * (ZETA - GAMMA) + GAMMA, 0, 1):
-# the stretch lets h reach exactly 0 and 1 with finite logits.
+# Stretch of the rectified sigmoid
+# h(V) = clip(sigmoid(V) * (ZETA - GAMMA) + GAMMA, 0, 1) lets h reach exactly
+# 0 and 1 with finite logits.
 ZETA = 1.1
 GAMMA = -0.1
 DEFAULT_NORM_P = 2.4
@@ -96,7 +97,8 @@ def fake_quantize(x, step, zero_point, qmin, qmax):
 
     Example:
 
-    >>> keras.ops.convert_to_numpy(fake_quantize(np.array([0.26, 0.9, -1.0]), 0.25, 0.0, 0, 3))
+    >>> y = fake_quantize(np.array([0.26, 0.9, -1.0]), 0.25, 0.0, 0, 3)
+    >>> keras.ops.convert_to_numpy(y)
     array([0.25, 0.75, 0.  ])
     """
     x = ops.convert_to_tensor(x)

@@ -29,8 +29,8 @@ import numpy as np
 from keras import ops
 
 from keras_sagdq import backend
-from keras_sagdq.config import resolve_config
 from keras_sagdq.calibration import calibrate_activations
+from keras_sagdq.config import resolve_config
 from keras_sagdq.graph.blocks import find_blocks
 from keras_sagdq.layers import activation_quantizers
 from keras_sagdq.layers import quantization_off
@@ -75,11 +75,15 @@ class ReconstructionConfig:
         for name in ("steps", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+                raise ValueError(
+                    f"`{name}` must be a positive integer. Received: {name}={value!r}"
+                )
         for name in ("warmup", "input_mix", "qdrop_probability"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"`{name}` must be in [0, 1]. Received: {name}={value!r}")
+                raise ValueError(
+                    f"`{name}` must be in [0, 1]. Received: {name}={value!r}"
+                )
 
 
 PROFILES = {
@@ -166,7 +170,9 @@ def reconstruct(
         _set_block_mode(block, "soft", qdrop=config.qdrop_probability)
         trainer = BlockTrainer(block, config, seed=seed + index)
         data = _RandomBatches(fp_stream, q_stream, target, config, seed + index)
-        histories.append(trainer.fit(data, epochs=1, verbose=verbose, callbacks=callbacks))
+        histories.append(
+            trainer.fit(data, epochs=1, verbose=verbose, callbacks=callbacks)
+        )
         data.release()
         _set_block_mode(block, "hard", qdrop=0.0)
         q_stream = _run_block(block, q_stream, config.batch_size * 8)
@@ -188,11 +194,13 @@ class BlockTrainer(keras.Model):
         self._config = config
         self._weight_layers = block.weight_layers
         self._groups = [
-            [l.weight_step for l in self._weight_layers],
+            [layer.weight_step for layer in self._weight_layers],
             [q.step for q in block.activation_quantizers],
-            [l.rounding_logits for l in self._weight_layers],
+            [layer.rounding_logits for layer in self._weight_layers],
         ]
-        schedule = keras.optimizers.schedules.CosineDecay(config.activation_step_lr, config.steps)
+        schedule = keras.optimizers.schedules.CosineDecay(
+            config.activation_step_lr, config.steps
+        )
         self._optimizers = [
             keras.optimizers.Adam(config.weight_step_lr),
             keras.optimizers.Adam(schedule),
@@ -217,7 +225,9 @@ class BlockTrainer(keras.Model):
 
     def train_step(self, data):
         (fp_inputs, q_inputs), target = data
-        use_float = keras.random.uniform(ops.shape(fp_inputs), seed=self._seed_generator)
+        use_float = keras.random.uniform(
+            ops.shape(fp_inputs), seed=self._seed_generator
+        )
         inputs = ops.where(use_float < self._config.input_mix, fp_inputs, q_inputs)
         beta, weight = self._beta_and_weight()
         parts = {}
@@ -225,8 +235,10 @@ class BlockTrainer(keras.Model):
         def loss_fn():
             outputs = self._block(inputs, training=True)
             # Squared error summed over channels, averaged over the rest.
-            parts["reconstruction"] = ops.mean(ops.sum(ops.square(outputs - target), axis=-1))
-            rounding = sum(l.rounding_loss(beta) for l in self._weight_layers)
+            parts["reconstruction"] = ops.mean(
+                ops.sum(ops.square(outputs - target), axis=-1)
+            )
+            rounding = sum(layer.rounding_loss(beta) for layer in self._weight_layers)
             parts["rounding"] = weight * rounding
             return parts["reconstruction"] + parts["rounding"]
 
@@ -251,7 +263,9 @@ class _RandomBatches(keras.utils.PyDataset):
         self.rng = np.random.default_rng(seed)
         n = len(fp_inputs)
         batch = min(config.batch_size, n)
-        self.indices = [self.rng.choice(n, batch, replace=False) for _ in range(config.steps)]
+        self.indices = [
+            self.rng.choice(n, batch, replace=False) for _ in range(config.steps)
+        ]
 
     def __len__(self):
         return self.config.steps
@@ -285,7 +299,9 @@ def _check_twin(qmodel, fp_model, images):
     with quantization_off(qmodel):
         twin = ops.convert_to_numpy(qmodel(images))
     reference = ops.convert_to_numpy(fp_model(images))
-    if twin.shape != reference.shape or not np.allclose(twin, reference, atol=1e-3, rtol=1e-3):
+    if twin.shape != reference.shape or not np.allclose(
+        twin, reference, atol=1e-3, rtol=1e-3
+    ):
         raise ValueError(
             "`qmodel` with quantization off does not reproduce `fp_model`; pass the "
             "model that `quantize_model` was called on. Received: fp_model "

@@ -17,6 +17,10 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && [ -z "${KERAS_SAGDQ_FASHION_MNI
         || echo "warning: could not install dataset-fashion-mnist; accuracy tests will skip"
 fi
 
+# Lint and format check first: a style slip fails as fast as a broken test.
+ruff check .
+ruff format --check .
+
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 status=0
 for backend in tensorflow torch; do

@@ -18,14 +18,19 @@ from keras_sagdq.datasets import AugmentedBatches
 from keras_sagdq.datasets import load_fashion_mnist
 from keras_sagdq.models import architectures
 
-_MODEL = flags.DEFINE_enum("model", "resnet20", ["resnet20", "mobilenet_v2"], "Which model.")
+_MODEL = flags.DEFINE_enum(
+    "model", "resnet20", ["resnet20", "mobilenet_v2"], "Which model."
+)
 _EPOCHS = flags.DEFINE_integer("epochs", 15, "Training epochs.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Batch size.")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.1, "Peak SGD learning rate.")
 _SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
-_LIMIT = flags.DEFINE_integer("limit", 0, "Train on the first N images only (0: all); for timing.")
+_LIMIT = flags.DEFINE_integer(
+    "limit", 0, "Train on the first N images only (0: all); for timing."
+)
 _OUTPUT_DIR = flags.DEFINE_string(
-    "output_dir", os.path.join(os.path.dirname(__file__), "..", "keras_sagdq", "models"),
+    "output_dir",
+    os.path.join(os.path.dirname(__file__), "..", "keras_sagdq", "models"),
     "Where to save the .keras file.",
 )
 
@@ -38,12 +43,16 @@ def main(argv):
     if _LIMIT.value:
         x_train, y_train = x_train[: _LIMIT.value], y_train[: _LIMIT.value]
     model = getattr(architectures, _MODEL.value)()
-    batches = AugmentedBatches(x_train, y_train, _BATCH_SIZE.value, _SEED.value, max_shift=2)
+    batches = AugmentedBatches(
+        x_train, y_train, _BATCH_SIZE.value, _SEED.value, max_shift=2
+    )
     schedule = keras.optimizers.schedules.CosineDecay(
         _LEARNING_RATE.value, decay_steps=_EPOCHS.value * len(batches)
     )
     model.compile(
-        optimizer=keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=5e-4),
+        optimizer=keras.optimizers.SGD(
+            schedule, momentum=0.9, nesterov=True, weight_decay=5e-4
+        ),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )

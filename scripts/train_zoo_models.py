@@ -26,7 +26,9 @@ _MODELS = flags.DEFINE_list("models", list(zoo.ZOO_MODELS), "Zoo models to train
 _EPOCHS = flags.DEFINE_integer("epochs", 4, "Training epochs.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Batch size.")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 2e-3, "Peak Adam learning rate.")
-_LIMIT = flags.DEFINE_integer("limit", 0, "Train on the first N images only (0: all); for timing.")
+_LIMIT = flags.DEFINE_integer(
+    "limit", 0, "Train on the first N images only (0: all); for timing."
+)
 
 
 def train(name, seed):
@@ -36,7 +38,10 @@ def train(name, seed):
     x_test, y_test = load_fashion_mnist("test")
     if _LIMIT.value:
         x_train, y_train = x_train[: _LIMIT.value], y_train[: _LIMIT.value]
-    x_train, x_test = zoo.to_model_input(x_train, name), zoo.to_model_input(x_test, name)
+    x_train, x_test = (
+        zoo.to_model_input(x_train, name),
+        zoo.to_model_input(x_test, name),
+    )
     model = entry.builder(momentum=entry.bn_momentum)
     for layer in model.layers:
         if isinstance(layer, keras.layers.Normalization):

@@ -18,7 +18,10 @@ class AugmentedBatchesTest(TestCase):
         self.assertEqual(x.shape, (8, 6, 6, 1))
         for image, label in zip(x, y):
             original = self.images[label]
-            self.assertTrue(np.array_equal(image, original) or np.array_equal(image, original[:, ::-1]))
+            self.assertTrue(
+                np.array_equal(image, original)
+                or np.array_equal(image, original[:, ::-1])
+            )
 
     def test_shifts_keep_the_shape_and_the_seed_decides(self):
         a = AugmentedBatches(self.images, self.labels, 8, seed=3, max_shift=2)

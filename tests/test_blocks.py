@@ -10,7 +10,9 @@ from tests.test_case import tiny_resnet
 
 
 def _block_summary(model):
-    _, blocks = find_blocks(ks.quantize_model(model, ks.QuantConfig(weight_range="minmax")))
+    _, blocks = find_blocks(
+        ks.quantize_model(model, ks.QuantConfig(weight_range="minmax"))
+    )
     return [(b.name, len(b.weight_layers)) for b in blocks]
 
 

@@ -12,7 +12,11 @@ class FoldBatchNormTest(TestCase):
     @parameterized.named_parameters(
         ("conv_no_bias", layers.Conv2D(6, 3, use_bias=False), (9, 9, 4)),
         ("conv_bias", layers.Conv2D(6, 3, strides=2), (9, 9, 4)),
-        ("depthwise_multiplier", layers.DepthwiseConv2D(3, depth_multiplier=3), (9, 9, 4)),
+        (
+            "depthwise_multiplier",
+            layers.DepthwiseConv2D(3, depth_multiplier=3),
+            (9, 9, 4),
+        ),
         ("dense", layers.Dense(5), (7,)),
     )
     def test_folded_layer_matches_layer_then_bn(self, layer, shape):

@@ -19,7 +19,7 @@ class CalibrateActivationsTest(TestCase):
     def test_minmax_covers_float_range(self):
         qmodel = ks.quantize_model(self.model, ks.QuantConfig(4, 4))
         ks.calibrate_activations(qmodel, self.images, method="minmax", batch_size=5)
-        by_name = {l.name: l for l in qmodel.layers}
+        by_name = {layer.name: layer for layer in qmodel.layers}
         head = by_name["head"]
         # The head's input is the pooled features; with quantizers off they are
         # the float features, all non-negative after the ReLU.
@@ -38,7 +38,9 @@ class CalibrateActivationsTest(TestCase):
         self.assertFalse(any(q.initialized for q in quantizers))
         ks.calibrate_activations(qmodel, self.images)
         self.assertTrue(all(q.initialized for q in quantizers))
-        self.assertEqual({l.mode for l in qmodel.layers if hasattr(l, "mode")}, {"hard"})
+        self.assertEqual(
+            {layer.mode for layer in qmodel.layers if hasattr(layer, "mode")}, {"hard"}
+        )
         # With activation quantization on, outputs move off the weight-only model.
         weight_only = to_numpy(qmodel(self.images))
         ks.set_mode(qmodel, "hard", activations=False)

@@ -36,7 +36,9 @@ class ResolveConfigTest(TestCase):
         config = resolve_config(None, "paper", RECONSTRUCTION_PRESETS, {"steps": 7})
         self.assertIsInstance(config, ks.ReconstructionConfig)
         self.assertEqual(config.steps, 7)
-        self.assertEqual(resolve_config(None, None, RECONSTRUCTION_PRESETS, {}).steps, 1000)
+        self.assertEqual(
+            resolve_config(None, None, RECONSTRUCTION_PRESETS, {}).steps, 1000
+        )
 
     def test_a_given_config_is_used_and_not_modified(self):
         given = ks.ReconstructionConfig(steps=11, batch_size=4)
@@ -45,12 +47,16 @@ class ResolveConfigTest(TestCase):
         self.assertEqual(given.batch_size, 4)
 
     def test_errors_name_the_config(self):
-        with self.assertRaisesRegex(ValueError, "Unknown ReconstructionConfig field.*'stepz'"):
+        with self.assertRaisesRegex(
+            ValueError, "Unknown ReconstructionConfig field.*'stepz'"
+        ):
             resolve_config(None, None, RECONSTRUCTION_PRESETS, {"stepz": 1})
         with self.assertRaisesRegex(TypeError, "ReconstructionConfig.*SynthesisConfig"):
             resolve_config(ks.SynthesisConfig(), None, RECONSTRUCTION_PRESETS, {})
         with self.assertRaisesRegex(ValueError, "not both"):
-            resolve_config(ks.ReconstructionConfig(), "fast", RECONSTRUCTION_PRESETS, {})
+            resolve_config(
+                ks.ReconstructionConfig(), "fast", RECONSTRUCTION_PRESETS, {}
+            )
         with self.assertRaisesRegex(ValueError, "profile='slow'"):
             resolve_config(None, "slow", RECONSTRUCTION_PRESETS, {})
         with self.assertRaisesRegex(ValueError, "Unknown SynthesisConfig field"):
@@ -70,11 +76,17 @@ class StepsAcceptConfigsTest(TestCase):
         self.assertTrue(np.all(np.isfinite(images)))
         qmodel = ks.quantize_model(model)
         histories = ks.reconstruct(
-            qmodel, model, random_images(8), config=ks.ReconstructionConfig(steps=3),
-            batch_size=4, verbose=0,
+            qmodel,
+            model,
+            random_images(8),
+            config=ks.ReconstructionConfig(steps=3),
+            batch_size=4,
+            verbose=0,
         )
         self.assertEqual({h.params["steps"] for h in histories}, {3})
 
     def test_gaussian_refuses_a_config(self):
         with self.assertRaisesRegex(ValueError, "gaussian.*config"):
-            ks.synthesize(tiny_resnet(), 4, method="gaussian", config=ks.SynthesisConfig())
+            ks.synthesize(
+                tiny_resnet(), 4, method="gaussian", config=ks.SynthesisConfig()
+            )

@@ -19,7 +19,9 @@ class CheckImagesTest(TestCase):
     def setUp(self):
         super().setUp()
         self.images = known_images(76.5, 89.0, n=64)
-        self.model = model_for(known_images(76.5, 89.0), front=[layers.Rescaling(1 / 255.0)])
+        self.model = model_for(
+            known_images(76.5, 89.0), front=[layers.Rescaling(1 / 255.0)]
+        )
         self.probe = BatchNormProbe(self.model)
         self.space = InputSpace([76.5], [89.0], "given")
 
@@ -32,7 +34,9 @@ class CheckImagesTest(TestCase):
         cases = {
             "far from the model": self.images / 255.0,  # a unit mix-up
             "std from the input mean": np.where(
-                np.arange(self.images.size).reshape(self.images.shape) == 7, -5000.0, self.images
+                np.arange(self.images.size).reshape(self.images.shape) == 7,
+                -5000.0,
+                self.images,
             ),
             "constant": np.full_like(self.images, 76.5),
             "min or max": np.where(self.images > 76.5, 255.0, 0.0),
@@ -41,7 +45,9 @@ class CheckImagesTest(TestCase):
             with self.subTest(expected):
                 check = check_images(images.astype(np.float32), self.probe, self.space)
                 self.assertFalse(check.healthy)
-                self.assertTrue(any(expected in p for p in check.problems), check.problems)
+                self.assertTrue(
+                    any(expected in p for p in check.problems), check.problems
+                )
 
 
 class SynthesisWarningTest(TestCase):
@@ -50,8 +56,12 @@ class SynthesisWarningTest(TestCase):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             ks.synthesize(model, 16, verbose=0, seed=0, **_QUICK)
-        self.assertEqual([str(w.message) for w in caught if w.category is SynthesisWarning], [])
+        self.assertEqual(
+            [str(w.message) for w in caught if w.category is SynthesisWarning], []
+        )
         # Standardized images for a model of raw [0, 255] pixels: the
         # mistake the library made before it inferred the input space.
-        with self.assertWarnsRegex(SynthesisWarning, "batch 0 for model .* degenerate.*mismatch"):
+        with self.assertWarnsRegex(
+            SynthesisWarning, "batch 0 for model .* degenerate.*mismatch"
+        ):
             ks.synthesize(model, 16, verbose=0, input_mean=0.0, input_std=1.0, **_QUICK)

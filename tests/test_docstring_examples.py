@@ -57,7 +57,9 @@ def _small_model():
         x = keras.layers.BatchNormalization()(x)
         x = keras.layers.ReLU()(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
-    return randomize_batchnorms(keras.Model(inputs, keras.layers.Dense(10, name="head")(x)))
+    return randomize_batchnorms(
+        keras.Model(inputs, keras.layers.Dense(10, name="head")(x))
+    )
 
 
 class _ShownOutputChecker(doctest.OutputChecker):
@@ -78,7 +80,8 @@ def _fast_presets():
     zeroq = dataclasses.replace(synthesize_module.PROFILES[("zeroq", "fast")], steps=2)
     return [
         mock.patch.dict(
-            synthesize_module.PROFILES, {("genie", "fast"): genie, ("zeroq", "fast"): zeroq}
+            synthesize_module.PROFILES,
+            {("genie", "fast"): genie, ("zeroq", "fast"): zeroq},
         ),
         mock.patch.dict(
             reconstruction.PROFILES,
@@ -115,7 +118,9 @@ class DocstringExamplesTest(TestCase):
             y_train=y,
             x_test=x,
             y_test=y,
-            space=ks.synthesis.InputSpace(np.float32([0.29]), np.float32([0.35]), "given"),
+            space=ks.synthesis.InputSpace(
+                np.float32([0.29]), np.float32([0.35]), "given"
+            ),
         )
 
     @parameterized.named_parameters((name.replace(".", "_"), name) for name in MODULES)

@@ -45,7 +45,9 @@ def _constant_tensors(interpreter):
 class ActivationGridTest(TestCase):
     @parameterized.parameters((4, False), (4, True), (3, True), (8, False))
     def test_exact_grid_matches_the_quantizer(self, bits, signed):
-        quantizer = ks.layers.ActivationQuantizer(bits=bits, signed=signed, mode="hard", initialized=True)
+        quantizer = ks.layers.ActivationQuantizer(
+            bits=bits, signed=signed, mode="hard", initialized=True
+        )
         quantizer.step.assign(0.37)
         qmin, qmax = quantizer.integer_range
         # Points between grid values (no ties), inside and outside the range.
@@ -70,7 +72,10 @@ class ExportTest(TestCase):
             cls.qmodel, os.path.join(cls.folder, "float_io.tflite"), cls.images
         )
         cls.int8_io = ks.export_tflite(
-            cls.qmodel, os.path.join(cls.folder, "int8_io.tflite"), cls.images, int8_io=True
+            cls.qmodel,
+            os.path.join(cls.folder, "int8_io.tflite"),
+            cls.images,
+            int8_io=True,
         )
 
     @classmethod
@@ -87,8 +92,11 @@ class ExportTest(TestCase):
         for layer in layers:
             expected = _tflite_layout(layer)
             matches = [
-                d for d, t in constants
-                if t.dtype == np.int8 and t.shape == expected.shape and np.array_equal(t, expected)
+                d
+                for d, t in constants
+                if t.dtype == np.int8
+                and t.shape == expected.shape
+                and np.array_equal(t, expected)
             ]
             self.assertLen(matches, 1, msg=layer.name)
             (details,) = matches
@@ -98,7 +106,9 @@ class ExportTest(TestCase):
             # fake-quant range in float arithmetic, which cannot land on every
             # float32 step: at most one unit in the last place off.
             np.testing.assert_array_max_ulp(scales, steps, maxulp=1)
-            np.testing.assert_array_equal(details["quantization_parameters"]["zero_points"], 0)
+            np.testing.assert_array_equal(
+                details["quantization_parameters"]["zero_points"], 0
+            )
 
     def test_every_op_is_integer(self):
         for path, io_dtype in ((self.float_io, np.float32), (self.int8_io, np.int8)):
@@ -133,12 +143,19 @@ class ExportTest(TestCase):
             self.assertIn("top-1 agreement", str(agreement))
 
     def test_low_bit_weights_pack_symmetric_4_bit_layers(self):
-        qmodel = ks.quantize_model(tiny_resnet(), ks.QuantConfig(4, 4, weight_symmetric=True))
+        qmodel = ks.quantize_model(
+            tiny_resnet(), ks.QuantConfig(4, 4, weight_symmetric=True)
+        )
         ks.calibrate_activations(qmodel, self.images)
         folder = self.temp_dir()
-        plain = ks.export_tflite(qmodel, os.path.join(folder, "int8.tflite"), self.images)
+        plain = ks.export_tflite(
+            qmodel, os.path.join(folder, "int8.tflite"), self.images
+        )
         packed = ks.export_tflite(
-            qmodel, os.path.join(folder, "int4.tflite"), self.images, low_bit_weights=True
+            qmodel,
+            os.path.join(folder, "int4.tflite"),
+            self.images,
+            low_bit_weights=True,
         )
         # Five 4-bit layers hold 3 104 weights: int4 saves about 1.5 KB.
         self.assertLess(os.path.getsize(packed), os.path.getsize(plain) - 1000)
@@ -148,22 +165,30 @@ class ExportTest(TestCase):
     def test_input_range_sets_the_input_quantization(self):
         # Representative images in [0, 100] only; the model takes [0, 255].
         path = ks.export_tflite(
-            self.qmodel, os.path.join(self.temp_dir(), "r.tflite"), self.images * 100 / 255,
+            self.qmodel,
+            os.path.join(self.temp_dir(), "r.tflite"),
+            self.images * 100 / 255,
             input_range=(0, 255),
         )
         interpreter = Interpreter(model_path=path)
         interpreter.allocate_tensors()
         first = private_api.tflite_ops(interpreter)[0]
         self.assertEqual(first["op_name"], "QUANTIZE")
-        scale, zero_point = private_api.tflite_tensor(interpreter, first["outputs"][0])["quantization"]
+        scale, zero_point = private_api.tflite_tensor(interpreter, first["outputs"][0])[
+            "quantization"
+        ]
         self.assertAlmostEqual(scale, 1.0, places=5)  # 255 / 255 levels
         self.assertEqual(zero_point, -128)
 
     def test_default_input_range(self):
         # tiny_resnet starts with Rescaling(1/255): [0, 255] pixels are covered
         # even when the representative images stop at 100.
-        images = np.linspace(0, 100, 12 * 12 * 3 * 2, dtype="float32").reshape(2, 12, 12, 3)
-        self.assertEqual(ks.export.default_input_range(self.qmodel, images), (0.0, 255.0))
+        images = np.linspace(0, 100, 12 * 12 * 3 * 2, dtype="float32").reshape(
+            2, 12, 12, 3
+        )
+        self.assertEqual(
+            ks.export.default_input_range(self.qmodel, images), (0.0, 255.0)
+        )
         inputs = keras.Input((4, 4, 1))
         x = keras.layers.Conv2D(2, 1)(inputs)
         plain = ks.quantize_model(keras.Model(inputs, keras.layers.Dense(2)(x)))
@@ -180,10 +205,14 @@ class ExportTest(TestCase):
                 result = ks.export.default_input_range(plain, data)
                 self.assertAllClose(np.array(result), np.array(expected), atol=1e-5)
         # The file's input grid follows it: 255 / 255 per level.
-        path = ks.export_tflite(self.qmodel, os.path.join(self.temp_dir(), "d.tflite"), images)
+        path = ks.export_tflite(
+            self.qmodel, os.path.join(self.temp_dir(), "d.tflite"), images
+        )
         interpreter = Interpreter(model_path=path)
         first = private_api.tflite_ops(interpreter)[0]
-        scale, _ = private_api.tflite_tensor(interpreter, first["outputs"][0])["quantization"]
+        scale, _ = private_api.tflite_tensor(interpreter, first["outputs"][0])[
+            "quantization"
+        ]
         self.assertAlmostEqual(scale, 1.0, places=4)
 
     def test_errors(self):
@@ -204,7 +233,9 @@ class ExportTest(TestCase):
         # All-positive weights: zero point 0, integers up to 255.
         layer.kernel.assign(np.linspace(0.1, 1.0, 8).reshape(1, 1, 2, 4))
         layer.initialize_weight_quantizer(weight_range="minmax")
-        with self.assertRaisesRegex(ValueError, r"outside \[-127, 127\].*weight_symmetric=False"):
+        with self.assertRaisesRegex(
+            ValueError, r"outside \[-127, 127\].*weight_symmetric=False"
+        ):
             deployed_weights(layer)
 
     def test_eight_bit_layers_are_symmetric(self):

@@ -30,12 +30,16 @@ class FashionMnistTest(TestCase):
         self._write(folder, "t10k-images-idx3-ubyte", images, compress)
         self._write(folder, "t10k-labels-idx1-ubyte", labels, compress)
         x, y = load_fashion_mnist("test", path=folder)
-        self.assertEqual((x.shape, x.dtype, y.dtype), ((5, 28, 28, 1), np.float32, np.int32))
+        self.assertEqual(
+            (x.shape, x.dtype, y.dtype), ((5, 28, 28, 1), np.float32, np.int32)
+        )
         np.testing.assert_allclose(x[..., 0], images / 255.0, atol=1e-7)
         np.testing.assert_array_equal(y, labels)
 
     def test_missing_files_name_the_install_command(self):
-        with self.assertRaisesRegex(FileNotFoundError, "apt-get install dataset-fashion-mnist"):
+        with self.assertRaisesRegex(
+            FileNotFoundError, "apt-get install dataset-fashion-mnist"
+        ):
             load_fashion_mnist("train", path=self.temp_dir())
 
     def test_corrupt_file(self):

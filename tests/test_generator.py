@@ -17,8 +17,12 @@ class GeneratorTest(TestCase):
         images = to_numpy(generator(z, training=True))
         self.assertEqual(images.shape, (16, *image_shape))
         # The last BatchNorm (no affine) standardizes each channel over the batch.
-        self.assertAllClose(images.mean(axis=(0, 1, 2)), np.zeros(image_shape[-1]), atol=1e-4)
-        self.assertAllClose(images.std(axis=(0, 1, 2)), np.ones(image_shape[-1]), atol=1e-2)
+        self.assertAllClose(
+            images.mean(axis=(0, 1, 2)), np.zeros(image_shape[-1]), atol=1e-4
+        )
+        self.assertAllClose(
+            images.std(axis=(0, 1, 2)), np.ones(image_shape[-1]), atol=1e-2
+        )
 
     def test_seed_fixes_the_weights(self):
         a = build_generator((8, 8, 3), latent_dim=8, seed=3).get_weights()

@@ -75,7 +75,9 @@ class InferInputSpaceTest(TestCase):
     def test_affine_estimate_finds_the_mean(self):
         for name, front, mean, std in self.CONVENTIONS:
             with self.subTest(name):
-                model = model_for(known_images(mean, std), front() if front else None, bias=True)
+                model = model_for(
+                    known_images(mean, std), front() if front else None, bias=True
+                )
                 estimate_mean, estimate_std = affine_estimate(BatchNormProbe(model))
                 self.assertAllClose(estimate_mean, [mean], atol=0.05 * std)
                 # The first guess of the scale assumes the generator's pixel
@@ -101,7 +103,9 @@ class InferInputSpaceTest(TestCase):
     def test_given_values_are_kept(self):
         model = model_for(known_images(0.3, 0.35))
         config = synthesis_config("genie", **dict(_QUICK, input_space_steps=5))
-        space = resolve_input_space(model, input_mean=0.3, input_std=[0.35], config=config)
+        space = resolve_input_space(
+            model, input_mean=0.3, input_std=[0.35], config=config
+        )
         self.assertEqual(space.source, "given")
         space = resolve_input_space(model, input_mean=0.25, config=config)
         self.assertEqual(space.source, "given mean, inferred std")
@@ -113,7 +117,9 @@ class InferInputSpaceTest(TestCase):
 
     def test_no_affine_path_falls_back(self):
         # A ReLU before the first BatchNorm: the closed form does not apply.
-        model = model_for(known_images(0.3, 0.35), front=[layers.Conv2D(4, 3), layers.ReLU()])
+        model = model_for(
+            known_images(0.3, 0.35), front=[layers.Conv2D(4, 3), layers.ReLU()]
+        )
         self.assertIsNone(affine_estimate(BatchNormProbe(model)))
         config = synthesis_config("genie", **dict(_QUICK, input_space_steps=5))
         space = infer_input_space(model, config)

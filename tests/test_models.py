@@ -17,10 +17,14 @@ class ReferenceModelsTest(TestCase):
         model = load_reference_model(name)
         self.assertEqual(model.input_shape, (None, 28, 28, 1))
         self.assertEqual(model.output_shape, (None, 10))
-        images = np.random.default_rng(0).uniform(0, 1, (16, 28, 28, 1)).astype("float32")
+        images = (
+            np.random.default_rng(0).uniform(0, 1, (16, 28, 28, 1)).astype("float32")
+        )
         logits = to_numpy(model(images))
         for backend in ("tensorflow", "torch"):
-            other = predict_in_subprocess(reference_model_path(name), images, backend, self.temp_dir())
+            other = predict_in_subprocess(
+                reference_model_path(name), images, backend, self.temp_dir()
+            )
             np.testing.assert_allclose(other, logits, atol=1e-4, err_msg=backend)
             np.testing.assert_array_equal(other.argmax(-1), logits.argmax(-1))
 

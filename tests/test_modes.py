@@ -12,7 +12,7 @@ from tests.test_case import tiny_resnet
 
 
 def _modes(qmodel):
-    return [l.mode for l in weight_layers(qmodel)], {
+    return [layer.mode for layer in weight_layers(qmodel)], {
         q.mode for q in activation_quantizers(qmodel)
     }
 
@@ -49,7 +49,9 @@ class ModesTest(TestCase):
 
     def test_other_layers_with_a_mode_are_left_alone(self):
         qmodel = ks.quantize_model(_flip_model())
-        flip = [l for l in qmodel.layers if isinstance(l, layers.RandomFlip)][0]
+        flip = [
+            layer for layer in qmodel.layers if isinstance(layer, layers.RandomFlip)
+        ][0]
         mode = flip.mode
         ks.set_mode(qmodel, "float")
         with quantization_off(qmodel):

@@ -12,7 +12,11 @@ from tests.test_case import to_numpy
 class BatchNormProbeTest(TestCase):
     def test_collects_every_batchnorm_input(self):
         model = tiny_resnet()
-        bns = [l for l in model.layers if isinstance(l, layers.BatchNormalization)]
+        bns = [
+            layer
+            for layer in model.layers
+            if isinstance(layer, layers.BatchNormalization)
+        ]
         # Reference: a Functional model exposing each BatchNorm's input tensor.
         taps = keras.Model(model.inputs, [bn.input for bn in bns] + model.outputs)
         x = random_images(4)
@@ -29,7 +33,9 @@ class BatchNormProbeTest(TestCase):
         bn = model.get_layer("b1_bn1")
         index = probe.names.index("b1_bn1")
         self.assertAllClose(probe.means[index], bn.moving_mean)
-        self.assertAllClose(probe.stds[index], np.sqrt(to_numpy(bn.moving_variance) + bn.epsilon))
+        self.assertAllClose(
+            probe.stds[index], np.sqrt(to_numpy(bn.moving_variance) + bn.epsilon)
+        )
 
     def test_swing_only_on_strided_convolutions_and_model_untouched(self):
         model = tiny_resnet()
@@ -48,13 +54,19 @@ class BatchNormProbeTest(TestCase):
         model = keras.applications.MobileNetV2(
             weights=None, input_shape=(32, 32, 3), alpha=0.35, classes=4
         )
-        bns = [l for l in model.layers if isinstance(l, layers.BatchNormalization)]
+        bns = [
+            layer
+            for layer in model.layers
+            if isinstance(layer, layers.BatchNormalization)
+        ]
         strided = [
-            l for l in model.layers
-            if isinstance(l, (layers.Conv2D, layers.DepthwiseConv2D)) and max(l.strides) > 1
+            layer
+            for layer in model.layers
+            if isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D))
+            and max(layer.strides) > 1
         ]
         probe = BatchNormProbe(model, swing=True, seed=0)
-        self.assertEqual(probe.names, [l.name for l in bns])
+        self.assertEqual(probe.names, [layer.name for layer in bns])
         self.assertEqual(probe.num_swings, len(strided))
         outputs, bn_inputs = probe(random_images(2, (32, 32, 3), scale=1.0))
         self.assertEqual(tuple(outputs.shape), (2, 4))
@@ -81,6 +93,8 @@ class BatchNormProbeTest(TestCase):
         with self.assertRaisesRegex(TypeError, "subclassed"):
             BatchNormProbe(Subclassed())
         a, b = keras.Input((4, 4, 1)), keras.Input((4, 4, 1))
-        two_inputs = keras.Model([a, b], layers.BatchNormalization()(layers.Add()([a, b])))
+        two_inputs = keras.Model(
+            [a, b], layers.BatchNormalization()(layers.Add()([a, b]))
+        )
         with self.assertRaisesRegex(ValueError, "one image input"):
             BatchNormProbe(two_inputs)

@@ -16,7 +16,12 @@ class PublicApiTest(TestCase):
         self.assertTrue(callable(ks.datasets.load_fashion_mnist))
         self.assertTrue(callable(ks.export.export_tflite))
         self.assertTrue(callable(ks.quantizers.fake_quantize))
-        for name in ("ActivationQuantizer", "QuantConv2D", "QuantDense", "QuantDepthwiseConv2D"):
+        for name in (
+            "ActivationQuantizer",
+            "QuantConv2D",
+            "QuantDense",
+            "QuantDepthwiseConv2D",
+        ):
             self.assertTrue(hasattr(ks.layers, name), name)
 
     def test_version_in_one_place(self):

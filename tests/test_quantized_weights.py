@@ -15,9 +15,27 @@ from tests.test_case import TestCase
 from tests.test_case import to_numpy
 
 CASES = (
-    ("conv2d", layers.Conv2D, QuantConv2D, dict(filters=6, kernel_size=3, strides=2, padding="same"), (2, 9, 9, 4)),
-    ("grouped_conv2d", layers.Conv2D, QuantConv2D, dict(filters=6, kernel_size=3, groups=2), (2, 9, 9, 4)),
-    ("depthwise", layers.DepthwiseConv2D, QuantDepthwiseConv2D, dict(kernel_size=3, depth_multiplier=2, activation="relu"), (2, 9, 9, 4)),
+    (
+        "conv2d",
+        layers.Conv2D,
+        QuantConv2D,
+        dict(filters=6, kernel_size=3, strides=2, padding="same"),
+        (2, 9, 9, 4),
+    ),
+    (
+        "grouped_conv2d",
+        layers.Conv2D,
+        QuantConv2D,
+        dict(filters=6, kernel_size=3, groups=2),
+        (2, 9, 9, 4),
+    ),
+    (
+        "depthwise",
+        layers.DepthwiseConv2D,
+        QuantDepthwiseConv2D,
+        dict(kernel_size=3, depth_multiplier=2, activation="relu"),
+        (2, 9, 9, 4),
+    ),
     ("dense", layers.Dense, QuantDense, dict(units=5), (3, 7)),
 )
 
@@ -56,7 +74,9 @@ class QuantizedWeightsTest(TestCase):
         # unless clipped.
         w = to_numpy(q.kernel)
         inside = (w / step + zp > 0) & (w / step + zp < 7)
-        self.assertTrue(np.all(np.abs(integers * step - w)[inside] <= step.max() / 2 + 1e-6))
+        self.assertTrue(
+            np.all(np.abs(integers * step - w)[inside] <= step.max() / 2 + 1e-6)
+        )
 
     @parameterized.named_parameters(*CASES)
     def test_soft_to_hard(self, float_cls, quant_cls, kwargs, shape):
@@ -69,7 +89,9 @@ class QuantizedWeightsTest(TestCase):
         self.assertAllClose(soft, q.quantized_kernel(), atol=1e-6)
 
     @parameterized.named_parameters(*CASES)
-    def test_gradients_reach_step_and_rounding(self, float_cls, quant_cls, kwargs, shape):
+    def test_gradients_reach_step_and_rounding(
+        self, float_cls, quant_cls, kwargs, shape
+    ):
         x, _, q = _pair(float_cls, quant_cls, kwargs, shape, mode="soft")
         names = [v.name for v in q.trainable_variables]
         self.assertEqual(sorted(names), ["rounding_logits", "weight_step"])
@@ -82,7 +104,9 @@ class QuantizedWeightsTest(TestCase):
     @parameterized.named_parameters(*CASES)
     def test_saving(self, float_cls, quant_cls, kwargs, shape):
         x, _, q = _pair(float_cls, quant_cls, kwargs, shape, mode="soft")
-        q.rounding_logits.assign(np.random.default_rng(2).normal(0, 1, q.rounding_logits.shape))
+        q.rounding_logits.assign(
+            np.random.default_rng(2).normal(0, 1, q.rounding_logits.shape)
+        )
         inputs = keras.Input(shape[1:])
         model = keras.Model(inputs, q(inputs))
         path = os.path.join(self.temp_dir(), "m.keras")

@@ -1,8 +1,8 @@
+import keras
 import numpy as np
 from absl.testing import parameterized
 from keras import ops
 
-import keras
 from keras_sagdq import backend
 from keras_sagdq import quantizers
 from tests.test_case import TestCase
@@ -30,11 +30,43 @@ class IntegerRangeTest(TestCase):
 class FakeQuantizeTest(TestCase):
     @parameterized.named_parameters(
         # x, step, zero_point, bits, signed -> expected (hand computed)
-        ("w2_unsigned", [-0.3, 0.1, 0.26, 0.9], 0.25, 0.0, 2, False, [0.0, 0.0, 0.25, 0.75]),
-        ("w2_zero_point", [-0.6, -0.2, 0.1, 0.5], 0.25, 2.0, 2, False, [-0.5, -0.25, 0.0, 0.25]),
-        ("w4_signed", [-3.0, -0.74, 0.76, 2.0], 0.5, 0.0, 4, True, [-3.0, -0.5, 1.0, 2.0]),
+        (
+            "w2_unsigned",
+            [-0.3, 0.1, 0.26, 0.9],
+            0.25,
+            0.0,
+            2,
+            False,
+            [0.0, 0.0, 0.25, 0.75],
+        ),
+        (
+            "w2_zero_point",
+            [-0.6, -0.2, 0.1, 0.5],
+            0.25,
+            2.0,
+            2,
+            False,
+            [-0.5, -0.25, 0.0, 0.25],
+        ),
+        (
+            "w4_signed",
+            [-3.0, -0.74, 0.76, 2.0],
+            0.5,
+            0.0,
+            4,
+            True,
+            [-3.0, -0.5, 1.0, 2.0],
+        ),
         ("w4_clip", [-9.0, 5.2, 7.6, 100.0], 1.0, 0.0, 4, True, [-8.0, 5.0, 7.0, 7.0]),
-        ("w8_unsigned", [0.004, 0.0151, 1.0, 3.0], 0.01, 0.0, 8, False, [0.0, 0.02, 1.0, 2.55]),
+        (
+            "w8_unsigned",
+            [0.004, 0.0151, 1.0, 3.0],
+            0.01,
+            0.0,
+            8,
+            False,
+            [0.0, 0.02, 1.0, 2.55],
+        ),
     )
     def test_known_values(self, x, step, zero_point, bits, signed, expected):
         qmin, qmax = quantizers.integer_range(bits, signed)
@@ -50,7 +82,11 @@ class FakeQuantizeTest(TestCase):
         qmin, qmax = quantizers.integer_range(4, signed=True)  # [-8, 7]
 
         def loss():
-            return ops.sum(quantizers.fake_quantize(ops.convert_to_tensor(x), step, 0.0, qmin, qmax))
+            return ops.sum(
+                quantizers.fake_quantize(
+                    ops.convert_to_tensor(x), step, 0.0, qmin, qmax
+                )
+            )
 
         value, (grad,) = backend.value_and_grad(loss, [step])
         # x/s = [0.6, 3.4, -10, 18] -> q = [1, 3, -8 (clipped), 7 (clipped)]
@@ -79,7 +115,14 @@ class AdaRoundTest(TestCase):
         step, zp = quantizers.search_weight_params(w, 4, channel_axes=(3,))
         base = np.floor(w / step)
         logits = quantizers.rounding_logits_for(w / step - base)
-        args = (ops.convert_to_tensor(base), ops.convert_to_tensor(logits), step, zp, 0, 15)
+        args = (
+            ops.convert_to_tensor(base),
+            ops.convert_to_tensor(logits),
+            step,
+            zp,
+            0,
+            15,
+        )
         soft = to_numpy(quantizers.adaround_quantize(*args, hard=False))
         hard = to_numpy(quantizers.adaround_quantize(*args, hard=True))
         nearest = (np.clip(np.round(w / step) + zp, 0, 15) - zp) * step
@@ -92,8 +135,12 @@ class AdaRoundTest(TestCase):
     def test_rounding_regularizer(self):
         decided = ops.convert_to_tensor(np.array([-20.0, 20.0], "float32"))
         undecided = ops.convert_to_tensor(np.array([0.0, 0.0], "float32"))
-        self.assertAllClose(quantizers.rounding_regularizer(decided, 2.0), 0.0, atol=1e-6)
-        self.assertAllClose(quantizers.rounding_regularizer(undecided, 2.0), 2.0, atol=1e-6)
+        self.assertAllClose(
+            quantizers.rounding_regularizer(decided, 2.0), 0.0, atol=1e-6
+        )
+        self.assertAllClose(
+            quantizers.rounding_regularizer(undecided, 2.0), 2.0, atol=1e-6
+        )
 
 
 class StepSearchTest(TestCase):
@@ -125,7 +172,9 @@ class StepSearchTest(TestCase):
     def test_activation_steps(self):
         x = np.random.default_rng(3).uniform(0, 2, 10000).astype("float32")
         self.assertAlmostEqual(
-            quantizers.minmax_activation_step(x, 4, signed=False), x.max() / 15, places=6
+            quantizers.minmax_activation_step(x, 4, signed=False),
+            x.max() / 15,
+            places=6,
         )
         step = quantizers.search_activation_step(x, 8, signed=False)
         self.assertAlmostEqual(step, x.max() / 255, delta=0.02 * x.max() / 255)

@@ -31,8 +31,13 @@ class BlockTrainerTest(TestCase):
             return float(np.mean(np.sum((to_numpy(block(inputs)) - target) ** 2, -1)))
 
         def undecided():
-            h = [to_numpy(ks.quantizers.rectified_sigmoid(l.rounding_logits)) for l in block.weight_layers]
-            return np.mean(np.concatenate([((v > 0.01) & (v < 0.99)).ravel() for v in h]))
+            h = [
+                to_numpy(ks.quantizers.rectified_sigmoid(layer.rounding_logits))
+                for layer in block.weight_layers
+            ]
+            return np.mean(
+                np.concatenate([((v > 0.01) & (v < 0.99)).ravel() for v in h])
+            )
 
         _set_block_mode(block, "hard", 0.0)
         before, undecided_before = error(), undecided()
@@ -62,7 +67,9 @@ class ReconstructTest(TestCase):
         rtn = ks.quantize_model(model, ks.QuantConfig(2, 4))
         ks.calibrate_activations(rtn, x)
         qmodel = ks.quantize_model(model, ks.QuantConfig(2, 4))
-        histories = ks.reconstruct(qmodel, model, x, steps=150, batch_size=16, verbose=0)
+        histories = ks.reconstruct(
+            qmodel, model, x, steps=150, batch_size=16, verbose=0
+        )
         self.assertEqual(len(histories), 4)
         reference = to_numpy(model(x))
 
@@ -70,7 +77,7 @@ class ReconstructTest(TestCase):
             return float(np.mean((to_numpy(m(x)) - reference) ** 2))
 
         self.assertLess(mse(qmodel), 0.8 * mse(rtn))
-        self.assertEqual({l.mode for l in weight_layers(qmodel)}, {"hard"})
+        self.assertEqual({layer.mode for layer in weight_layers(qmodel)}, {"hard"})
         path = self.temp_dir() + "/r.keras"
         qmodel.save(path)
         self.assertAllClose(keras.models.load_model(path)(x), qmodel(x), atol=0)
@@ -81,7 +88,9 @@ class ReconstructTest(TestCase):
         x = random_images(8)
         with self.assertRaisesRegex(ValueError, "profile='slow'"):
             ks.reconstruct(qmodel, model, x, profile="slow")
-        with self.assertRaisesRegex(ValueError, "Unknown ReconstructionConfig field.*stepz=3"):
+        with self.assertRaisesRegex(
+            ValueError, "Unknown ReconstructionConfig field.*stepz=3"
+        ):
             ks.reconstruct(qmodel, model, x, stepz=3)
         with self.assertRaisesRegex(ValueError, "steps=0"):
             ks.reconstruct(qmodel, model, x, steps=0)

@@ -25,16 +25,27 @@ class RewriteTest(TestCase):
         report = qmodel.quantization_report
         quantized = {r.name: r for r in report.quantized_layers}
         self.assertEqual(
-            sorted(quantized), sorted(["stem", "b1_c1", "b1_c2", "b1_short", "b2_dw", "b2_pw", "head"])
+            sorted(quantized),
+            sorted(["stem", "b1_c1", "b1_c2", "b1_short", "b2_dw", "b2_pw", "head"]),
         )
         self.assertEqual(len(report.with_status("folded")), 6)
         self.assertEqual(report.float_layers, [])
-        self.assertEqual((quantized["stem"].weight_bits, quantized["stem"].input_bits), (8, None))
-        self.assertEqual((quantized["head"].weight_bits, quantized["head"].input_bits), (8, 8))
-        self.assertEqual((quantized["b1_c2"].weight_bits, quantized["b1_c2"].input_bits), (4, 4))
-        self.assertGreater(quantized["head"].weight_sqnr_db, quantized["b1_c2"].weight_sqnr_db)
+        self.assertEqual(
+            (quantized["stem"].weight_bits, quantized["stem"].input_bits), (8, None)
+        )
+        self.assertEqual(
+            (quantized["head"].weight_bits, quantized["head"].input_bits), (8, 8)
+        )
+        self.assertEqual(
+            (quantized["b1_c2"].weight_bits, quantized["b1_c2"].input_bits), (4, 4)
+        )
+        self.assertGreater(
+            quantized["head"].weight_sqnr_db, quantized["b1_c2"].weight_sqnr_db
+        )
         self.assertIn("folded into 'stem'", str(report))
-        self.assertFalse(any(isinstance(l, layers.BatchNormalization) for l in qmodel.layers))
+        self.assertFalse(
+            any(isinstance(layer, layers.BatchNormalization) for layer in qmodel.layers)
+        )
 
     def test_float_mode_matches_original(self):
         qmodel = ks.quantize_model(self.model)
@@ -50,13 +61,13 @@ class RewriteTest(TestCase):
         # stem output (after ReLU) feeds b1_c1 and b1_short: one quantizer.
         # Then: b1_c2 input, block-1 output (b2_dw + identity), b2_pw input, head input.
         self.assertEqual(len(quantizers), 5)
-        by_layer = {l.name: l for l in qmodel.layers}
+        by_layer = {layer.name: layer for layer in qmodel.layers}
         self.assertIs(
             private_api.producing_layer(by_layer["b1_c1"].input),
             private_api.producing_layer(by_layer["b1_short"].input),
         )
         # The identity shortcut reads the same quantized tensor as b2_dw.
-        add = [l for l in qmodel.layers if isinstance(l, layers.Add)][1]
+        add = [layer for layer in qmodel.layers if isinstance(layer, layers.Add)][1]
         self.assertIn(
             private_api.producing_layer(by_layer["b2_dw"].input),
             [private_api.producing_layer(t) for t in add.input],
@@ -64,10 +75,12 @@ class RewriteTest(TestCase):
         self.assertEqual(sorted(q.bits for q in quantizers), [4, 4, 4, 4, 8])
 
     def test_original_untouched(self):
-        before = [len(l._inbound_nodes) for l in self.model.layers]
+        before = [len(layer._inbound_nodes) for layer in self.model.layers]
         weights = [to_numpy(w).copy() for w in self.model.weights]
         ks.quantize_model(self.model)
-        self.assertEqual(before, [len(l._inbound_nodes) for l in self.model.layers])
+        self.assertEqual(
+            before, [len(layer._inbound_nodes) for layer in self.model.layers]
+        )
         for w, v in zip(weights, self.model.weights):
             np.testing.assert_array_equal(w, to_numpy(v))
 
@@ -93,11 +106,18 @@ class RewriteTest(TestCase):
 
     def test_sequential_and_nested(self):
         inner = keras.Sequential(
-            [keras.Input((8, 8, 2)), layers.Conv2D(4, 3), layers.BatchNormalization(), layers.ReLU()],
+            [
+                keras.Input((8, 8, 2)),
+                layers.Conv2D(4, 3),
+                layers.BatchNormalization(),
+                layers.ReLU(),
+            ],
             name="backbone",
         )
         randomize_batchnorms(inner)
-        outer = keras.Sequential([keras.Input((8, 8, 2)), inner, layers.Flatten(), layers.Dense(3)])
+        outer = keras.Sequential(
+            [keras.Input((8, 8, 2)), inner, layers.Flatten(), layers.Dense(3)]
+        )
         qmodel = ks.quantize_model(outer)
         names = [r.name for r in qmodel.quantization_report.quantized_layers]
         self.assertEqual(len(names), 2)
@@ -119,8 +139,13 @@ class RewriteTest(TestCase):
         self.assertEqual(statuses["reshape"], "passthrough")
         # Both branches read the float input (first layers); the concatenation
         # feeding `c` is quantized once.
-        by_position = {r.name: r.reason for r in qmodel.quantization_report.quantized_layers}
-        self.assertEqual(by_position, {"a": "first layer", "b": "first layer", "c": "", "d": "last layer"})
+        by_position = {
+            r.name: r.reason for r in qmodel.quantization_report.quantized_layers
+        }
+        self.assertEqual(
+            by_position,
+            {"a": "first layer", "b": "first layer", "c": "", "d": "last layer"},
+        )
         self.assertEqual(len(activation_quantizers(qmodel)), 2)
         x = random_images(2, (8, 8, 3), scale=1.0)
         self.assertFloatTwin(qmodel, model, x)
@@ -174,7 +199,9 @@ class RewriteErrorsTest(TestCase):
 
         net = Net()
         net(np.ones((1, 3), "float32"))
-        with self.assertRaisesRegex(TypeError, "subclassed.*Received: model of type Net"):
+        with self.assertRaisesRegex(
+            TypeError, "subclassed.*Received: model of type Net"
+        ):
             ks.quantize_model(net)
 
     def test_not_a_model(self):
@@ -187,15 +214,19 @@ class RewriteErrorsTest(TestCase):
 
     def test_no_quantizable_layer(self):
         inputs = keras.Input((4, 4, 2))
-        model = keras.Model(inputs, layers.GlobalAveragePooling2D()(layers.ReLU()(inputs)))
+        model = keras.Model(
+            inputs, layers.GlobalAveragePooling2D()(layers.ReLU()(inputs))
+        )
         with self.assertRaisesRegex(ValueError, "no layer that can be quantized"):
             ks.quantize_model(model)
 
     @parameterized.parameters(
-        dict(weight_bits=9), dict(activation_bits=1), dict(last_layer_activation_bits=16)
+        dict(weight_bits=9),
+        dict(activation_bits=1),
+        dict(last_layer_activation_bits=16),
     )
     def test_bad_bits(self, **kwargs):
-        (name, value), = kwargs.items()
+        ((name, value),) = kwargs.items()
         with self.assertRaisesRegex(ValueError, f"Received: {name}={value}"):
             ks.QuantConfig(**kwargs)
 
@@ -226,7 +257,7 @@ class WeightRangeTest(TestCase):
     def test_minmax_range_does_not_clip(self):
         model = tiny_resnet()
         qmodel = ks.quantize_model(model, ks.QuantConfig(3, 3, weight_range="minmax"))
-        layer = {l.name: l for l in qmodel.layers}["b1_c2"]
+        layer = {layer.name: layer for layer in qmodel.layers}["b1_c2"]
         w = to_numpy(layer.kernel)
         step = to_numpy(layer.weight_step)
         # Full range: every weight within half a step of its grid value.
@@ -234,7 +265,9 @@ class WeightRangeTest(TestCase):
             np.abs(layer.integer_kernel() * step - w).max(), step.max() / 2 + 1e-6
         )
         searched = ks.quantize_model(model, ks.QuantConfig(3, 3))
-        searched_step = to_numpy({l.name: l for l in searched.layers}["b1_c2"].weight_step)
+        searched_step = to_numpy(
+            {layer.name: layer for layer in searched.layers}["b1_c2"].weight_step
+        )
         self.assertTrue(np.all(searched_step <= step + 1e-7))
 
     def test_bad_weight_range(self):

@@ -6,11 +6,14 @@ from tests.test_case import to_numpy
 
 
 def _offset(x, y):
-    """The (dy, dx) in {-1, 0, 1}^2 with y[i, j] == x[i + dy, j + dx] inside, or None."""
+    """The (dy, dx) in {-1, 0, 1}^2 with y[i, j] == x[i + dy, j + dx] inside, or "
+    "None."""
     h, w = x.shape[1:3]
     for dy in (-1, 0, 1):
         for dx in (-1, 0, 1):
-            if np.array_equal(y[:, 1:-1, 1:-1], x[:, 1 + dy : h - 1 + dy, 1 + dx : w - 1 + dx]):
+            if np.array_equal(
+                y[:, 1:-1, 1:-1], x[:, 1 + dy : h - 1 + dy, 1 + dx : w - 1 + dx]
+            ):
                 return dy, dx
     return None
 

@@ -20,14 +20,20 @@ class BnStatisticsLossTest(TestCase):
         a[..., 0] = 1.0
         a[0, 0, :, 1], a[1, 0, :, 1] = 2.0, -2.0
         mean, std = np.zeros(2, "float32"), np.ones(2, "float32")
-        expected = ((1 - 0) ** 2 + (np.sqrt(1e-5) - 1) ** 2 + 0 + (np.sqrt(4 + 1e-5) - 1) ** 2) / 2
+        expected = (
+            (1 - 0) ** 2 + (np.sqrt(1e-5) - 1) ** 2 + 0 + (np.sqrt(4 + 1e-5) - 1) ** 2
+        ) / 2
         self.assertAllClose(bn_statistics_loss([a], [mean], [std]), expected, rtol=1e-5)
         # Two layers add up.
-        self.assertAllClose(bn_statistics_loss([a, a], [mean] * 2, [std] * 2), 2 * expected, rtol=1e-5)
+        self.assertAllClose(
+            bn_statistics_loss([a, a], [mean] * 2, [std] * 2), 2 * expected, rtol=1e-5
+        )
 
     def test_per_sample_statistics(self):
         # Each image constant: per image std is ~0, though over the batch it is 1.
-        a = np.concatenate([np.full((1, 3, 3, 1), 1.0), np.full((1, 3, 3, 1), -1.0)]).astype("float32")
+        a = np.concatenate(
+            [np.full((1, 3, 3, 1), 1.0), np.full((1, 3, 3, 1), -1.0)]
+        ).astype("float32")
         mean, std = np.zeros(1, "float32"), np.ones(1, "float32")
         batch = to_numpy(bn_statistics_loss([a], [mean], [std]))
         per_sample = to_numpy(bn_statistics_loss([a], [mean], [std], per_sample=True))
@@ -37,7 +43,9 @@ class BnStatisticsLossTest(TestCase):
     def test_input_prior(self):
         rng = np.random.default_rng(0)
         x = rng.standard_normal((4, 6, 6, 3)).astype("float32")
-        x = (x - x.mean(axis=(1, 2), keepdims=True)) / np.sqrt(x.var(axis=(1, 2), keepdims=True) + 1e-5)
+        x = (x - x.mean(axis=(1, 2), keepdims=True)) / np.sqrt(
+            x.var(axis=(1, 2), keepdims=True) + 1e-5
+        )
         self.assertAllClose(input_prior_loss(x), 0.0, atol=1e-5)
         # Shifting every pixel by 2 adds 2^2 per channel, averaged over channels.
         self.assertAllClose(input_prior_loss(x + 2.0), 4.0, atol=1e-4)

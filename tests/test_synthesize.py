@@ -58,7 +58,9 @@ class SynthesisTrainerTest(TestCase):
         # Without swing shifts the loss is a deterministic function of the
         # latents and generator, so its fall is not hidden by the jitter.
         config = synthesis_config("genie", steps=30, swing=False, **_QUICK)
-        trainer = SynthesisTrainer(BatchNormProbe(model), config, 8, np.zeros(3), np.full(3, 255.0), seed=0)
+        trainer = SynthesisTrainer(
+            BatchNormProbe(model), config, 8, np.zeros(3), np.full(3, 255.0), seed=0
+        )
         before = _bn_loss(model, trainer.images())
         trainer.fit(np.zeros((config.steps, 1)), batch_size=1, verbose=0)
         after = _bn_loss(model, trainer.images())
@@ -67,7 +69,9 @@ class SynthesisTrainerTest(TestCase):
     def test_zeroq_loss_falls(self):
         model = tiny_resnet()
         config = synthesis_config("zeroq", steps=20, batch_size=4)
-        trainer = SynthesisTrainer(BatchNormProbe(model), config, 4, np.zeros(3), np.full(3, 255.0))
+        trainer = SynthesisTrainer(
+            BatchNormProbe(model), config, 4, np.zeros(3), np.full(3, 255.0)
+        )
         before = _bn_loss(model, trainer.images())
         trainer.fit(np.zeros((config.steps, 1)), batch_size=1, verbose=0)
         # ZeroQ's loss uses per-image statistics; the batch statistics fall too.
@@ -75,9 +79,14 @@ class SynthesisTrainerTest(TestCase):
 
     def test_plateau_lowers_latent_rate(self):
         model = tiny_resnet()
-        # Patience 0: the first step without a 1e-4 relative improvement halves the rate.
-        config = synthesis_config("genie", steps=6, plateau_patience=0, plateau_factor=0.5, **_QUICK)
-        trainer = SynthesisTrainer(BatchNormProbe(model), config, 4, np.zeros(3), np.ones(3))
+        # Patience 0: the first step without a 1e-4 relative improvement
+        # halves the rate.
+        config = synthesis_config(
+            "genie", steps=6, plateau_patience=0, plateau_factor=0.5, **_QUICK
+        )
+        trainer = SynthesisTrainer(
+            BatchNormProbe(model), config, 4, np.zeros(3), np.ones(3)
+        )
         recorder = _Record("latent_lr")
         trainer.fit(np.zeros((6, 1)), batch_size=1, verbose=0, callbacks=[recorder])
         rates = recorder.values
@@ -89,33 +98,48 @@ class SynthesisTrainerTest(TestCase):
 class SynthesizeTest(TestCase):
     def test_shapes_and_input_space(self):
         model = tiny_resnet()
-        images = ks.synthesize(model, num_samples=6, steps=3, verbose=0, **_SPACE, **_QUICK)
+        images = ks.synthesize(
+            model, num_samples=6, steps=3, verbose=0, **_SPACE, **_QUICK
+        )
         self.assertEqual(images.shape, (6, 12, 12, 3))
         self.assertEqual(images.dtype, np.float32)
         # The generator's standardized output is mapped to mean 127.5, std 64.
         self.assertAllClose(images.mean(), 127.5, atol=1.0)
         self.assertAllClose(images.std(), 64.0, rtol=0.02)
-        noise = ks.synthesize(model, num_samples=500, method="gaussian", seed=1, **_SPACE)
+        noise = ks.synthesize(
+            model, num_samples=500, method="gaussian", seed=1, **_SPACE
+        )
         self.assertAllClose(noise.std(), 64.0, rtol=0.02)
         self.assertAllClose(noise.mean(), 127.5, atol=1.0)
-        shifted = ks.synthesize(model, 4, method="gaussian", input_mean=[1, 2, 3], input_std=0.5)
+        shifted = ks.synthesize(
+            model, 4, method="gaussian", input_mean=[1, 2, 3], input_std=0.5
+        )
         self.assertAllClose(shifted.mean(axis=(0, 1, 2)), [1, 2, 3], atol=0.2)
 
     def test_resume_matches_uninterrupted_run(self):
         model = tiny_resnet()
         # The input space is inferred once and saved with the batches.
         kwargs = dict(num_samples=10, steps=4, seed=7, verbose=0, **_QUICK)
-        full = ks.synthesize(model, directory=os.path.join(self.temp_dir(), "full"), **kwargs)
+        full = ks.synthesize(
+            model, directory=os.path.join(self.temp_dir(), "full"), **kwargs
+        )
         directory = os.path.join(self.temp_dir(), "resumed")
         with self.assertRaises(KeyboardInterrupt):
-            ks.synthesize(model, directory=directory, callbacks=[_Interrupt(2, 3)], **kwargs)
-        self.assertEqual(sorted(f for f in os.listdir(directory) if f.endswith(".npy")), ["batch_00000.npy"])
+            ks.synthesize(
+                model, directory=directory, callbacks=[_Interrupt(2, 3)], **kwargs
+            )
+        self.assertEqual(
+            sorted(f for f in os.listdir(directory) if f.endswith(".npy")),
+            ["batch_00000.npy"],
+        )
         self.assertTrue(os.path.exists(os.path.join(directory, "input_space.json")))
         resumed = ks.synthesize(model, directory=directory, **kwargs)
         self.assertEqual(resumed.shape, (10, 12, 12, 3))
         np.testing.assert_allclose(resumed, full, rtol=1e-5, atol=1e-4)
         # A third call only loads: nothing is optimized again.
-        again = ks.synthesize(model, directory=directory, callbacks=[_Interrupt(1, 1)], **kwargs)
+        again = ks.synthesize(
+            model, directory=directory, callbacks=[_Interrupt(1, 1)], **kwargs
+        )
         np.testing.assert_array_equal(again, resumed)
         # Another seed gives other images.
         other = ks.synthesize(model, **dict(kwargs, seed=8))
@@ -124,17 +148,31 @@ class SynthesizeTest(TestCase):
     def test_directory_with_other_settings_or_corrupt_batch(self):
         model = tiny_resnet()
         directory = self.temp_dir()
-        ks.synthesize(model, 4, steps=2, directory=directory, verbose=0, **_SPACE, **_QUICK)
+        ks.synthesize(
+            model, 4, steps=2, directory=directory, verbose=0, **_SPACE, **_QUICK
+        )
         with self.assertRaisesRegex(ValueError, "other settings.*steps"):
-            ks.synthesize(model, 4, steps=3, directory=directory, verbose=0, **_SPACE, **_QUICK)
+            ks.synthesize(
+                model, 4, steps=3, directory=directory, verbose=0, **_SPACE, **_QUICK
+            )
         with self.assertRaisesRegex(ValueError, "other settings.*input_std"):
-            ks.synthesize(model, 4, steps=2, directory=directory, verbose=0, input_mean=127.5,
-                          input_std=60.0, **_QUICK)
+            ks.synthesize(
+                model,
+                4,
+                steps=2,
+                directory=directory,
+                verbose=0,
+                input_mean=127.5,
+                input_std=60.0,
+                **_QUICK,
+            )
         path = os.path.join(directory, "batch_00000.npy")
         with open(path, "wb") as f:
             f.write(b"\x93NUMPY garbage")
         with self.assertRaisesRegex(ValueError, "batch_00000.npy.*unreadable"):
-            ks.synthesize(model, 4, steps=2, directory=directory, verbose=0, **_SPACE, **_QUICK)
+            ks.synthesize(
+                model, 4, steps=2, directory=directory, verbose=0, **_SPACE, **_QUICK
+            )
         self.assertTrue(os.path.exists(path))  # left for the user to inspect
 
     def test_nan_statistics_stop_with_batch_and_step(self):
@@ -142,7 +180,9 @@ class SynthesizeTest(TestCase):
         model.get_layer("b2_bn1").moving_variance.assign(np.full(16, np.nan))
         with self.assertRaisesRegex(FloatingPointError, "batch 0, step 1"):
             ks.synthesize(model, 4, steps=3, verbose=0, **_SPACE, **_QUICK)
-        with self.assertRaisesRegex(FloatingPointError, "infers the input space, step 1"):
+        with self.assertRaisesRegex(
+            FloatingPointError, "infers the input space, step 1"
+        ):
             ks.synthesize(model, 4, steps=3, verbose=0, **_QUICK)
 
     def test_bad_arguments(self):

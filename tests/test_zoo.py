@@ -9,7 +9,9 @@ from keras_sagdq.models import shipped_model_input
 from keras_sagdq.models import zoo
 from tests.test_case import TestCase
 
-_HAS_DATA = os.path.isdir(os.environ.get("KERAS_SAGDQ_FASHION_MNIST", fashion_mnist.DEFAULT_PATH))
+_HAS_DATA = os.path.isdir(
+    os.environ.get("KERAS_SAGDQ_FASHION_MNIST", fashion_mnist.DEFAULT_PATH)
+)
 
 
 class ZooTest(TestCase):
@@ -18,7 +20,9 @@ class ZooTest(TestCase):
         self.assertAllClose(shipped_model_input(x, "vgg_raw_pixels"), [0, 127.5, 255])
         self.assertAllClose(shipped_model_input(x, "cnn_momentum099"), [-1, 0, 1])
         self.assertAllClose(
-            shipped_model_input(x, "resnet_standardized"), (x - 0.286) / 0.353, atol=1e-6
+            shipped_model_input(x, "resnet_standardized"),
+            (x - 0.286) / 0.353,
+            atol=1e-6,
         )
         self.assertAllClose(shipped_model_input(x, "resnet20_fashion_mnist"), x)
         with self.assertRaisesRegex(ValueError, "name='nope'"):
@@ -41,6 +45,8 @@ class ZooTest(TestCase):
         for name in zoo.ZOO_MODELS:
             with self.subTest(name):
                 model = load_shipped_model(name)
-                logits = model.predict(shipped_model_input(x_test[:500], name), verbose=0)
+                logits = model.predict(
+                    shipped_model_input(x_test[:500], name), verbose=0
+                )
                 # Trained to 87-92 % on the full test split (docs/benchmarks.md).
                 self.assertGreater(np.mean(np.argmax(logits, -1) == y_test[:500]), 0.83)

@@ -8,7 +8,5 @@ def value_and_grad(loss_fn, variables):
         loss = loss_fn()
         tensors = [v.value for v in variables]
         grads = torch.autograd.grad(loss, tensors, allow_unused=True)
-    grads = [
-        torch.zeros_like(t) if g is None else g for t, g in zip(tensors, grads)
-    ]
+    grads = [torch.zeros_like(t) if g is None else g for t, g in zip(tensors, grads)]
     return loss, grads

@@ -36,7 +36,9 @@ def load_fashion_mnist(split="test", path=None):
     ((10000, 28, 28, 1), dtype('float32'))
     """
     if split not in _FILES:
-        raise ValueError(f"`split` must be 'train' or 'test'. Received: split={split!r}")
+        raise ValueError(
+            f"`split` must be 'train' or 'test'. Received: split={split!r}"
+        )
     path = path or os.environ.get("KERAS_SAGDQ_FASHION_MNIST", DEFAULT_PATH)
     images_name, labels_name = _FILES[split]
     images = _read_idx(_find(path, images_name))
@@ -70,10 +72,13 @@ def _read_idx(filename):
         raise ValueError(f"{filename!r} is not an unsigned-byte idx file.")
     ndim = data[3]
     header = 4 + 4 * ndim
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(
+        int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)
+    )
     expected = header + int(np.prod(shape))
     if len(data) != expected:
         raise ValueError(
-            f"{filename!r} is truncated or corrupt: {len(data)} bytes, expected {expected}."
+            f"{filename!r} is truncated or corrupt: {len(data)} bytes, expected "
+            f"{expected}."
         )
     return np.frombuffer(data, np.uint8, offset=header).reshape(shape)

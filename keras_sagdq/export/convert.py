@@ -1,6 +1,6 @@
 """Child-process entry of `export_tflite` under a non-TensorFlow backend.
 
-    KERAS_BACKEND=tensorflow python -m keras_sagdq.export.convert MODEL OUT IMAGES OPTIONS
+KERAS_BACKEND=tensorflow python -m keras_sagdq.export.convert MODEL OUT IMAGES OPTIONS
 """
 
 import json
@@ -9,6 +9,11 @@ import sys
 
 
 def main(argv):
+    if len(argv) != 4:
+        raise SystemExit(
+            "Usage: python -m keras_sagdq.export.convert MODEL OUT IMAGES OPTIONS. "
+            f"Received: {len(argv)} arguments"
+        )
     model_path, output_path, images_path, options_path = argv
     if os.environ.get("KERAS_BACKEND") != "tensorflow":
         raise SystemExit("Run with KERAS_BACKEND=tensorflow.")

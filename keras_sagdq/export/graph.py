@@ -33,7 +33,7 @@ INT8_WEIGHT_LIMIT = 127
 
 
 def deployed_weights(layer):
-    """`(integers, steps)` of a quantized layer: kernel integers `q - zp` and per-channel steps.
+    """`(integers, steps)` of a quantized layer: integers `q - zp`, per-channel steps.
 
     Raises:
         ValueError: if an integer does not fit int8's `[-127, 127]`.
@@ -122,7 +122,6 @@ def _is_relu(layer):
     return False
 
 
-
 class FakeQuantGraph:
     """A quantized model's graph replayed with TensorFlow ops and fake-quant ops.
 
@@ -159,7 +158,11 @@ class FakeQuantGraph:
             layer = step.layer
             if isinstance(layer, WeightQuantization):
                 _check_exportable(layer)
-                bias = None if layer.bias is None else keras.ops.convert_to_numpy(layer.bias)
+                bias = (
+                    None
+                    if layer.bias is None
+                    else keras.ops.convert_to_numpy(layer.bias)
+                )
                 integers, steps = deployed_weights(layer)
                 # 4-bit containers only hold the symmetric [-7, 7] grid.
                 small = low_bit_weights and np.abs(integers).max() <= 7
@@ -198,7 +201,8 @@ class FakeQuantGraph:
         self.ranges = {}
 
     def __call__(self, images, observe=False):
-        """Run the graph; with `observe`, widen the observed ranges instead of fake-quantizing."""
+        """Run the graph; with `observe`, widen the observed ranges instead of "
+        "fake-quantizing."""
 
         def store(i, value):
             if i not in self.observed:

@@ -85,9 +85,14 @@ def export_tflite(
         )
     images = np.asarray(representative_data, np.float32)[:max_samples]
     expected = tuple(qmodel.inputs[0].shape[1:])
-    if images.ndim != 4 or images.shape[1:] != expected or not np.all(np.isfinite(images)):
+    if (
+        images.ndim != 4
+        or images.shape[1:] != expected
+        or not np.all(np.isfinite(images))
+    ):
         raise ValueError(
-            f"`representative_data` must be finite images of shape (N, {', '.join(map(str, expected))}). "
+            "`representative_data` must be finite images of shape (N, "
+            f"{', '.join(map(str, expected))}). "
             f"Received: representative_data with shape {images.shape}"
         )
     if input_range is None:
@@ -115,7 +120,9 @@ def export_tflite(
     # Two constant images at the ends of the input range widen every
     # observed range (and the converter's own input calibration) to what
     # real inputs can reach.
-    ends = np.stack([np.full(expected, low, np.float32), np.full(expected, high, np.float32)])
+    ends = np.stack(
+        [np.full(expected, low, np.float32), np.full(expected, high, np.float32)]
+    )
     calibration = np.concatenate([images, ends])
     graph.observe(calibration)
     spec = tf.TensorSpec((1, *expected), tf.float32)
@@ -181,9 +188,14 @@ def default_input_range(qmodel, images, margin=0.25, tolerance=0.02):
     if isinstance(first, keras.layers.Rescaling):
         scale = np.unique(np.asarray(first.scale, np.float64))
         offset = np.unique(np.asarray(first.offset, np.float64))
-        if scale.size == 1 and offset.size == 1 and any(
-            np.isclose(scale[0], a, rtol=1e-4) and np.isclose(offset[0], b, atol=1e-4)
-            for a, b in _PIXEL_RESCALINGS
+        if (
+            scale.size == 1
+            and offset.size == 1
+            and any(
+                np.isclose(scale[0], a, rtol=1e-4)
+                and np.isclose(offset[0], b, atol=1e-4)
+                for a, b in _PIXEL_RESCALINGS
+            )
         ):
             return min(low, 0.0), max(high, 255.0)
     for bottom, top in _CONVENTIONS:
@@ -200,7 +212,9 @@ def _first_layer(model):
     return consumers[0].layer if len(consumers) == 1 else None
 
 
-def _export_in_child(qmodel, path, images, int8_io, low_bit_weights, activation_grid, input_range):
+def _export_in_child(
+    qmodel, path, images, int8_io, low_bit_weights, activation_grid, input_range
+):
     # Keras' torch backend cannot trace to TensorFlow; a TensorFlow-backend
     # process loads the saved model (outputs match to ~1e-7) and converts it.
     with tempfile.TemporaryDirectory() as folder:
@@ -210,19 +224,35 @@ def _export_in_child(qmodel, path, images, int8_io, low_bit_weights, activation_
         qmodel.save(model_path)
         np.save(images_path, images, allow_pickle=False)
         with open(options_path, "w") as f:
-            json.dump({"int8_io": int8_io, "low_bit_weights": low_bit_weights,
-                       "activation_grid": activation_grid, "input_range": input_range}, f)
+            json.dump(
+                {
+                    "int8_io": int8_io,
+                    "low_bit_weights": low_bit_weights,
+                    "activation_grid": activation_grid,
+                    "input_range": input_range,
+                },
+                f,
+            )
         env = dict(os.environ, KERAS_BACKEND="tensorflow")
         result = subprocess.run(
-            [sys.executable, "-m", "keras_sagdq.export.convert", model_path,
-             os.path.abspath(path), images_path, options_path],
+            [
+                sys.executable,
+                "-m",
+                "keras_sagdq.export.convert",
+                model_path,
+                os.path.abspath(path),
+                images_path,
+                options_path,
+            ],
             env=env,
             capture_output=True,
             text=True,
         )
     if result.returncode != 0:
         if "No module named 'tensorflow'" in result.stderr:
-            raise ImportError("TFLite export needs TensorFlow (`pip install tensorflow-cpu`).")
+            raise ImportError(
+                "TFLite export needs TensorFlow (`pip install tensorflow-cpu`)."
+            )
         raise RuntimeError(
             "TFLite conversion in the TensorFlow child process failed:\n"
             + result.stderr[-3000:]

@@ -29,8 +29,10 @@ class TFLiteAgreement:
 
     def __str__(self):
         return (
-            f"{self.num_images} images: top-1 agreement {100 * self.top1_agreement:.2f} %, "
-            f"output error max {self.max_error_steps:.2f} / mean {self.mean_error_steps:.3f} "
+            f"{self.num_images} images: top-1 agreement "
+            f"{100 * self.top1_agreement:.2f} %, "
+            f"output error max {self.max_error_steps:.2f} / mean "
+            f"{self.mean_error_steps:.3f} "
             f"steps (step {self.output_step:.4g})"
         )
 
@@ -98,7 +100,9 @@ def verify_tflite(path, qmodel, images):
     """
     images = np.asarray(images, np.float32)
     lite, step = run_tflite(path, images)
-    reference = keras.ops.convert_to_numpy(qmodel.predict(images, batch_size=256, verbose=0))
+    reference = keras.ops.convert_to_numpy(
+        qmodel.predict(images, batch_size=256, verbose=0)
+    )
     error = np.abs(lite - reference) / step
     agreement = np.mean(np.argmax(lite, -1) == np.argmax(reference, -1))
     return TFLiteAgreement(

@@ -39,15 +39,17 @@ class Block:
 
     @property
     def weight_layers(self):
-        return [l for l in self.layers if isinstance(l, WeightQuantization)]
+        return [layer for layer in self.layers if isinstance(layer, WeightQuantization)]
 
     @property
     def activation_quantizers(self):
-        return [l for l in self.layers if isinstance(l, ActivationQuantizer)]
+        return [
+            layer for layer in self.layers if isinstance(layer, ActivationQuantizer)
+        ]
 
     @property
     def name(self):
-        names = [l.name for l in self.weight_layers] or [self.layers[0].name]
+        names = [layer.name for layer in self.weight_layers] or [self.layers[0].name]
         return names[0] if len(names) == 1 else f"{names[0]}..{names[-1]}"
 
     def __call__(self, x, training=False):

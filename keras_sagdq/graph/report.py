@@ -78,7 +78,10 @@ class QuantizationReport:
                 )
             )
         widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-        text = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines]
+        text = [
+            "  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip()
+            for line in lines
+        ]
         counts = {s: len(self.with_status(s)) for s in ("quantized", "folded", "float")}
         summary = ", ".join(f"{n} {s}" for s, n in counts.items())
         return "\n".join(text + [summary])

@@ -55,7 +55,8 @@ def quantize_model(model, config=None, calibration_data=None):
 
     Example:
 
-    >>> qmodel = ks.quantize_model(model, ks.QuantConfig(weight_bits=4, activation_bits=4))
+    >>> config = ks.QuantConfig(weight_bits=4, activation_bits=4)
+    >>> qmodel = ks.quantize_model(model, config)
     >>> print(qmodel.quantization_report)
     layer ...
     >>> ks.set_mode(qmodel, "float")   # now predicts like `model`
@@ -85,7 +86,8 @@ def quantize_model(model, config=None, calibration_data=None):
 def _check_model(model):
     if not isinstance(model, keras.Model):
         raise TypeError(
-            f"`model` must be a keras.Model. Received: model of type {type(model).__name__}"
+            "`model` must be a keras.Model. Received: model of type "
+            f"{type(model).__name__}"
         )
     if not tracing.is_graph_model(model):
         raise TypeError(
@@ -122,7 +124,9 @@ class _Plan:
                     self.float_reason[id(step)] = "listed in skip_layers"
                 else:
                     self.quantized[id(step)] = step
-            elif layer.weights and not isinstance(layer, keras.layers.BatchNormalization):
+            elif layer.weights and not isinstance(
+                layer, keras.layers.BatchNormalization
+            ):
                 self.float_reason[id(step)] = (
                     f"{type(layer).__name__} is not a supported layer type"
                 )
@@ -159,7 +163,9 @@ class _Plan:
         ids = bn_step.input_ids
         producer = producers.get(ids[0]) if len(ids) == 1 else None
         if producer is None or id(producer) not in self.quantized:
-            return "no quantized Conv2D/DepthwiseConv2D/Dense right before it to fold into"
+            return (
+                "no quantized Conv2D/DepthwiseConv2D/Dense right before it to fold into"
+            )
         if layer.axis not in (-1, len(layer.input.shape) - 1):
             return f"normalizes axis {layer.axis}, not the channel axis"
         if producer.layer.activation not in (None, keras.activations.linear):
@@ -260,7 +266,9 @@ class _Builder:
 
     def _row(self, layer, status, reason="", name=None, **fields):
         self.rows.append(
-            LayerReport(name or layer.name, type(layer).__name__, status, reason, **fields)
+            LayerReport(
+                name or layer.name, type(layer).__name__, status, reason, **fields
+            )
         )
 
     def _clone(self, layer, args, kwargs):

@@ -194,4 +194,6 @@ def tap(graph, inputs, tensor_ids, call=call_layer):
     inputs = inputs if isinstance(inputs, (list, tuple)) else [inputs]
     values = replay(graph.steps, dict(zip(graph.inputs, inputs)), call=call)
     outputs = [values[i] for i in graph.outputs]
-    return (outputs[0] if len(outputs) == 1 else outputs), [values[i] for i in tensor_ids]
+    return (outputs[0] if len(outputs) == 1 else outputs), [
+        values[i] for i in tensor_ids
+    ]

@@ -117,9 +117,10 @@ class ActivationQuantizer(keras.layers.Layer):
         # Adam normalizes gradient scale, so LSQ's gradient scaling is omitted.
         outputs = quantizers.fake_quantize(inputs, self.step, 0.0, qmin, qmax)
         if training and self.qdrop_probability > 0.0:
-            keep_float = keras.random.uniform(
-                ops.shape(inputs), seed=self.seed_generator
-            ) < self.qdrop_probability
+            keep_float = (
+                keras.random.uniform(ops.shape(inputs), seed=self.seed_generator)
+                < self.qdrop_probability
+            )
             outputs = ops.where(keep_float, inputs, outputs)
         return outputs
 

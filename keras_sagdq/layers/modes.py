@@ -9,12 +9,12 @@ from keras_sagdq.layers.quantized_weights import WeightQuantization
 
 def weight_layers(model):
     """The weight-quantized layers of `model`, in graph order."""
-    return [l for l in model.layers if isinstance(l, WeightQuantization)]
+    return [layer for layer in model.layers if isinstance(layer, WeightQuantization)]
 
 
 def activation_quantizers(model):
     """The `ActivationQuantizer` layers of `model`, in graph order."""
-    return [l for l in model.layers if isinstance(l, ActivationQuantizer)]
+    return [layer for layer in model.layers if isinstance(layer, ActivationQuantizer)]
 
 
 def set_layer_modes(layers, weights, activations=None):
@@ -87,7 +87,7 @@ def quantization_off(model):
     ...     float_outputs = qmodel(images)
     """
     layers = weight_layers(model) + activation_quantizers(model)
-    modes = [l.mode for l in layers]
+    modes = [layer.mode for layer in layers]
     set_mode(model, "float")
     try:
         yield model

@@ -105,7 +105,9 @@ class WeightQuantization:
             self.weight_bits, self.weight_symmetric, narrow=self.weight_symmetric
         )
 
-    def initialize_weight_quantizer(self, p=quantizers.DEFAULT_NORM_P, weight_range="lp"):
+    def initialize_weight_quantizer(
+        self, p=quantizers.DEFAULT_NORM_P, weight_range="lp"
+    ):
         """Set step, zero point, integer base and rounding logits from the kernel.
 
         The step comes from the `mean|w - Q(w)|^p` grid search; the logits
@@ -124,7 +126,9 @@ class WeightQuantization:
             self._channel_axes,
             self.weight_symmetric,
             p,
-            num_candidates=1 if weight_range == "minmax" else quantizers.DEFAULT_NUM_CANDIDATES,
+            num_candidates=1
+            if weight_range == "minmax"
+            else quantizers.DEFAULT_NUM_CANDIDATES,
         )
         scaled = w / step
         base = np.floor(scaled)

@@ -26,7 +26,8 @@ def reference_model_path(name):
     """
     if name not in REFERENCE_MODELS:
         raise ValueError(
-            f"Unknown reference model. Choose one of {REFERENCE_MODELS}. Received: name={name!r}"
+            f"Unknown reference model. Choose one of {REFERENCE_MODELS}. Received: "
+            f"name={name!r}"
         )
     return os.path.join(_FOLDER, name + ".keras")
 

@@ -18,10 +18,14 @@ def _bn(name):
 
 
 def _standardize(inputs):
-    return layers.Rescaling(1 / PIXEL_STD, offset=-PIXEL_MEAN / PIXEL_STD, name="standardize")(inputs)
+    return layers.Rescaling(
+        1 / PIXEL_STD, offset=-PIXEL_MEAN / PIXEL_STD, name="standardize"
+    )(inputs)
 
 
-def resnet20(input_shape=(28, 28, 1), num_classes=10, widths=(16, 32, 64), blocks_per_stage=3):
+def resnet20(
+    input_shape=(28, 28, 1), num_classes=10, widths=(16, 32, 64), blocks_per_stage=3
+):
     """ResNet-20 (He et al., 2016, the CIFAR variant): 3 stages x 3 basic blocks.
 
     Downsampling blocks use a strided 1x1 convolution + BN shortcut.
@@ -37,12 +41,18 @@ def resnet20(input_shape=(28, 28, 1), num_classes=10, widths=(16, 32, 64), block
         for block in range(blocks_per_stage):
             name = f"s{stage + 1}b{block + 1}"
             strides = 2 if stage > 0 and block == 0 else 1
-            y = layers.Conv2D(width, 3, strides, "same", use_bias=False, name=f"{name}_conv1")(x)
+            y = layers.Conv2D(
+                width, 3, strides, "same", use_bias=False, name=f"{name}_conv1"
+            )(x)
             y = layers.ReLU(name=f"{name}_relu1")(_bn(f"{name}_bn1")(y))
-            y = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
+            y = layers.Conv2D(
+                width, 3, padding="same", use_bias=False, name=f"{name}_conv2"
+            )(y)
             y = _bn(f"{name}_bn2")(y)
             if strides != 1 or x.shape[-1] != width:
-                x = layers.Conv2D(width, 1, strides, use_bias=False, name=f"{name}_short")(x)
+                x = layers.Conv2D(
+                    width, 1, strides, use_bias=False, name=f"{name}_short"
+                )(x)
                 x = _bn(f"{name}_short_bn")(x)
             x = layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([x, y]))
     x = layers.GlobalAveragePooling2D(name="pool")(x)
@@ -52,10 +62,18 @@ def resnet20(input_shape=(28, 28, 1), num_classes=10, widths=(16, 32, 64), block
 
 # (expansion, output channels, repeats, first stride), MobileNetV2's table shrunk
 # for 28x28 inputs.
-_MOBILENET_BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 2, 1), (6, 96, 1, 1))
+_MOBILENET_BLOCKS = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 2, 1),
+    (6, 96, 1, 1),
+)
 
 
-def mobilenet_v2(input_shape=(28, 28, 1), num_classes=10, stem_width=32, head_width=256):
+def mobilenet_v2(
+    input_shape=(28, 28, 1), num_classes=10, stem_width=32, head_width=256
+):
     """MobileNetV2-style network: inverted residuals, depthwise convs, ReLU6.
 
     Reference:
@@ -63,7 +81,9 @@ def mobilenet_v2(input_shape=(28, 28, 1), num_classes=10, stem_width=32, head_wi
     """
     inputs = keras.Input(input_shape, name="image")
     x = _standardize(inputs)
-    x = layers.Conv2D(stem_width, 3, padding="same", use_bias=False, name="stem_conv")(x)
+    x = layers.Conv2D(stem_width, 3, padding="same", use_bias=False, name="stem_conv")(
+        x
+    )
     x = layers.ReLU(6.0, name="stem_relu")(_bn("stem_bn")(x))
     index = 0
     for expansion, width, repeats, first_stride in _MOBILENET_BLOCKS:
@@ -73,9 +93,15 @@ def mobilenet_v2(input_shape=(28, 28, 1), num_classes=10, stem_width=32, head_wi
             strides = first_stride if r == 0 else 1
             y = x
             if expansion != 1:
-                y = layers.Conv2D(x.shape[-1] * expansion, 1, use_bias=False, name=f"{name}_expand")(y)
-                y = layers.ReLU(6.0, name=f"{name}_expand_relu")(_bn(f"{name}_expand_bn")(y))
-            y = layers.DepthwiseConv2D(3, strides, "same", use_bias=False, name=f"{name}_dw")(y)
+                y = layers.Conv2D(
+                    x.shape[-1] * expansion, 1, use_bias=False, name=f"{name}_expand"
+                )(y)
+                y = layers.ReLU(6.0, name=f"{name}_expand_relu")(
+                    _bn(f"{name}_expand_bn")(y)
+                )
+            y = layers.DepthwiseConv2D(
+                3, strides, "same", use_bias=False, name=f"{name}_dw"
+            )(y)
             y = layers.ReLU(6.0, name=f"{name}_dw_relu")(_bn(f"{name}_dw_bn")(y))
             y = layers.Conv2D(width, 1, use_bias=False, name=f"{name}_project")(y)
             y = _bn(f"{name}_project_bn")(y)

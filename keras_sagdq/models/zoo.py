@@ -8,14 +8,18 @@ trained by `scripts/train_zoo_models.py` (a few minutes each on 2 cores) with
 other seeds, widths and recipes than the reference models, and shipped in
 `keras_sagdq/models/zoo/`.
 
-| name | input the model takes | what else differs |
-|---|---|---|
-| `mobilenet_unit_range` | [0, 1], no normalization layer | BN momentum 0.9, statistics re-estimated after training |
-| `vgg_raw_pixels` | [0, 255], `Rescaling(1/255)` in front | max pooling, BN momentum 0.9 |
-| `resnet_standardized` | standardized outside the model | no normalization layer |
-| `vgg_biased` | [0, 1] | biased convolutions before BN, `Activation("relu")`, a Flatten + Dense head |
-| `cnn_momentum099` | [-1, 1] | Keras' default BN momentum 0.99, statistics re-estimated after training |
-| `se_hardswish` | [0, 1], an adapted `Normalization` layer | hard-swish, squeeze-and-excitation |
+- `mobilenet_unit_range`: [0, 1] inputs, no normalization layer; BN momentum
+  0.9, statistics re-estimated after training.
+- `vgg_raw_pixels`: [0, 255] inputs, `Rescaling(1/255)` in front; max pooling,
+  BN momentum 0.9.
+- `resnet_standardized`: inputs standardized outside the model; no
+  normalization layer.
+- `vgg_biased`: [0, 1] inputs; biased convolutions before BN,
+  `Activation("relu")`, a Flatten + Dense head.
+- `cnn_momentum099`: [-1, 1] inputs; Keras' default BN momentum 0.99,
+  statistics re-estimated after training.
+- `se_hardswish`: [0, 1] inputs, an adapted `Normalization` layer; hard-swish,
+  squeeze-and-excitation.
 
 Example:
 
@@ -66,8 +70,13 @@ def mobilenet_unit_range(momentum=0.9):
     inputs = keras.Input((28, 28, 1), name="pixels")
     x = layers.Conv2D(24, 3, padding="same", use_bias=False, name="stem")(inputs)
     x = layers.ReLU(6.0)(_bn(momentum)(x))
-    for index, (expansion, width, strides) in enumerate(
-        [(1, 16, 1), (4, 24, 2), (4, 24, 1), (4, 40, 2), (4, 40, 1), (4, 64, 1)]
+    for expansion, width, strides in (
+        (1, 16, 1),
+        (4, 24, 2),
+        (4, 24, 1),
+        (4, 40, 2),
+        (4, 40, 1),
+        (4, 64, 1),
     ):
         y = x
         if expansion != 1:
@@ -106,7 +115,9 @@ def resnet_standardized(momentum=0.9):
             strides = 2 if stage and not block else 1
             y = layers.Conv2D(width, 3, strides, "same", use_bias=False)(x)
             y = layers.ReLU()(_bn(momentum)(y))
-            y = _bn(momentum)(layers.Conv2D(width, 3, padding="same", use_bias=False)(y))
+            y = _bn(momentum)(
+                layers.Conv2D(width, 3, padding="same", use_bias=False)(y)
+            )
             if strides != 1 or x.shape[-1] != width:
                 x = _bn(momentum)(layers.Conv2D(width, 1, strides, use_bias=False)(x))
             x = layers.ReLU()(layers.Add()([x, y]))
@@ -176,7 +187,11 @@ ZOO = {
         vgg_raw_pixels, "raw", 0.9, False, "[0, 255], Rescaling(1/255) in front"
     ),
     "resnet_standardized": ZooEntry(
-        resnet_standardized, "standardized", 0.9, False, "standardized outside the model"
+        resnet_standardized,
+        "standardized",
+        0.9,
+        False,
+        "standardized outside the model",
     ),
     "vgg_biased": ZooEntry(
         vgg_biased, "unit", 0.9, False, "[0, 1], biased convs before BN, Flatten head"
@@ -193,7 +208,9 @@ ZOO_MODELS = tuple(ZOO)
 
 def _entry(name):
     if name not in ZOO:
-        raise ValueError(f"Unknown zoo model. Choose one of {ZOO_MODELS}. Received: name={name!r}")
+        raise ValueError(
+            f"Unknown zoo model. Choose one of {ZOO_MODELS}. Received: name={name!r}"
+        )
     return ZOO[name]
 
 

@@ -57,10 +57,14 @@ def bn_mismatch(probe, images):
     _, taps = probe(images)
     values = []
     for tap, mu, sigma in zip(taps, probe.means, probe.stds):
-        a = np.asarray(keras.ops.convert_to_numpy(tap), np.float64).reshape(-1, mu.shape[-1])
+        a = np.asarray(keras.ops.convert_to_numpy(tap), np.float64).reshape(
+            -1, mu.shape[-1]
+        )
         mean, std = a.mean(axis=0), a.std(axis=0)
         distance = np.sum((mean - mu) ** 2 + (std - sigma) ** 2)
-        values.append(distance / max(float(np.sum(sigma.astype(np.float64) ** 2)), 1e-30))
+        values.append(
+            distance / max(float(np.sum(sigma.astype(np.float64) ** 2)), 1e-30)
+        )
     return float(np.mean(values))
 
 
@@ -86,7 +90,9 @@ def check_images(images, probe, input_space):
     constant = float(np.mean(per_image < 1e-3 * float(np.mean(input_space.std))))
     low, high = images.min(), images.max()
     tolerance = 1e-4 * max(high - low, 1e-12)
-    saturated = float(np.mean((images <= low + tolerance) | (images >= high - tolerance)))
+    saturated = float(
+        np.mean((images <= low + tolerance) | (images >= high - tolerance))
+    )
     check = ImageCheck(
         bn_mismatch=bn_mismatch(probe, images.astype(np.float32)),
         max_abs_z=float(np.abs(z).max()),
@@ -107,7 +113,9 @@ def check_images(images, probe, input_space):
     if constant > MAX_CONSTANT_FRACTION:
         check.problems.append(f"{100 * constant:.0f}% of the images are constant")
     if saturated > MAX_SATURATED_FRACTION:
-        check.problems.append(f"{100 * saturated:.0f}% of the pixels sit at the batch's min or max")
+        check.problems.append(
+            f"{100 * saturated:.0f}% of the pixels sit at the batch's min or max"
+        )
     return check
 
 

@@ -58,7 +58,10 @@ def build_generator(image_shape, latent_dim=LATENT_DIM, seed=0, name="generator"
     if extra_h or extra_w:
         stack.append(
             layers.Cropping2D(
-                ((extra_h // 2, extra_h - extra_h // 2), (extra_w // 2, extra_w - extra_w // 2))
+                (
+                    (extra_h // 2, extra_h - extra_h // 2),
+                    (extra_w // 2, extra_w - extra_w // 2),
+                )
             )
         )
     stack += [

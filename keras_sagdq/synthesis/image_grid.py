@@ -39,21 +39,28 @@ def save_image_grid(images, path, columns=None, value_range=None, padding=1):
             f"Received: images with shape {images.shape}"
         )
     if not np.all(np.isfinite(images)):
-        raise ValueError("`images` must be finite. Received: images with NaN or inf values")
+        raise ValueError(
+            "`images` must be finite. Received: images with NaN or inf values"
+        )
     if value_range is None:
         low = images.min(axis=(1, 2, 3), keepdims=True)
         high = images.max(axis=(1, 2, 3), keepdims=True)
     else:
         low, high = (float(v) for v in value_range)
         if not high > low:
-            raise ValueError(f"`value_range` must be (low, high) with high > low. Received: value_range={value_range!r}")
+            raise ValueError(
+                "`value_range` must be (low, high) with high > low. Received: "
+                f"value_range={value_range!r}"
+            )
     scaled = np.clip((images - low) / np.maximum(high - low, 1e-12), 0.0, 1.0)
     pixels = np.round(scaled * 255).astype(np.uint8)
 
     n, h, w, c = pixels.shape
     columns = columns or math.ceil(math.sqrt(n))
     rows = math.ceil(n / columns)
-    grid = np.zeros((rows * (h + padding) + padding, columns * (w + padding) + padding, c), np.uint8)
+    grid = np.zeros(
+        (rows * (h + padding) + padding, columns * (w + padding) + padding, c), np.uint8
+    )
     for i, image in enumerate(pixels):
         top = padding + (i // columns) * (h + padding)
         left = padding + (i % columns) * (w + padding)

@@ -53,7 +53,11 @@ class InputSpace:
         self.std = np.asarray(self.std, np.float32).reshape(-1)
 
     def to_dict(self):
-        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "source": self.source}
+        return {
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "source": self.source,
+        }
 
     @classmethod
     def from_dict(cls, data):
@@ -135,7 +139,9 @@ def affine_estimate(probe, seed=0):
     channels = shape[-1]
     rng = np.random.default_rng(seed)
     noise = rng.standard_normal((1, *shape)).astype(np.float32)
-    constants = np.eye(channels, dtype=np.float32)[:, None, None, :] * np.ones((1, *shape), np.float32)
+    constants = np.eye(channels, dtype=np.float32)[:, None, None, :] * np.ones(
+        (1, *shape), np.float32
+    )
     # Affine at every scale, not only near zero: a ReLU after a BatchNorm
     # looks linear for tiny inputs. Scales up to 1e4 cover [0, 255] pixels.
     scales = (1e-2, 1.0, 1e2, 1e4)
@@ -160,7 +166,9 @@ def affine_estimate(probe, seed=0):
             continue
         axes = tuple(range(tap.ndim - 2))
         base = zero.mean(axis=axes)  # (C_l,)
-        response = ones.reshape(channels, -1, tap.shape[-1]).mean(axis=1) - base  # (C, C_l)
+        response = (
+            ones.reshape(channels, -1, tap.shape[-1]).mean(axis=1) - base
+        )  # (C, C_l)
         rows.append(response.T)
         targets.append(probe.means[index] - base)
         variances.append((index, probe.stds[index] ** 2, zero))
@@ -187,7 +195,9 @@ def affine_estimate(probe, seed=0):
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def infer_input_space(model, config=None, input_mean=None, input_std=None, seed=0, verbose=0):
+def infer_input_space(
+    model, config=None, input_mean=None, input_std=None, seed=0, verbose=0
+):
     """Infer the per-channel mean and std of a model's inputs from its BatchNorms.
 
     Starts from `affine_estimate` (or mean 0 / std 1 when the first
@@ -233,7 +243,9 @@ def infer_input_space(model, config=None, input_mean=None, input_std=None, seed=
     probe = BatchNormProbe(model)
     channels = int(model.inputs[0].shape[-1])
     estimate = affine_estimate(probe, seed=seed)
-    mean, std = estimate if estimate is not None else (np.zeros(channels), np.ones(channels))
+    mean, std = (
+        estimate if estimate is not None else (np.zeros(channels), np.ones(channels))
+    )
     if input_mean is not None:
         mean = np.broadcast_to(np.asarray(input_mean, np.float32), (channels,))
     if input_std is not None:
@@ -266,12 +278,22 @@ def infer_input_space(model, config=None, input_mean=None, input_std=None, seed=
             f"Inferring the input space of model {model.name!r} diverged. Pass "
             "`input_mean` and `input_std`."
         )
-    fixed = [name for name, value in (("mean", input_mean), ("std", input_std)) if value is not None]
-    source = "inferred" if not fixed else f"given {fixed[0]}, inferred {'std' if fixed == ['mean'] else 'mean'}"
+    fixed = [
+        name
+        for name, value in (("mean", input_mean), ("std", input_std))
+        if value is not None
+    ]
+    source = (
+        "inferred"
+        if not fixed
+        else f"given {fixed[0]}, inferred {'std' if fixed == ['mean'] else 'mean'}"
+    )
     return InputSpace(mean, std, source)
 
 
-def resolve_input_space(model, input_mean=None, input_std=None, config=None, seed=0, verbose=0):
+def resolve_input_space(
+    model, input_mean=None, input_std=None, config=None, seed=0, verbose=0
+):
     """The input space synthesis uses: given, declared, or inferred.
 
     Both `input_mean` and `input_std` given: those. Else a leading
@@ -294,7 +316,9 @@ def resolve_input_space(model, input_mean=None, input_std=None, config=None, see
                 f"Received: {name}={value!r}"
             )
         if name == "input_std" and np.any(array <= 0):
-            raise ValueError(f"`input_std` must be positive. Received: input_std={value!r}")
+            raise ValueError(
+                f"`input_std` must be positive. Received: input_std={value!r}"
+            )
         given[name] = np.broadcast_to(array, (channels,)).astype(np.float32)
     if len(given) == 2:
         return InputSpace(given["input_mean"], given["input_std"], "given")
@@ -304,7 +328,9 @@ def resolve_input_space(model, input_mean=None, input_std=None, config=None, see
             return declared
         mean = given.get("input_mean", declared.mean)
         std = given.get("input_std", declared.std)
-        return InputSpace(mean, std, f"normalization layer, given {next(iter(given))[6:]}")
+        return InputSpace(
+            mean, std, f"normalization layer, given {next(iter(given))[6:]}"
+        )
     return infer_input_space(
         model,
         config,

@@ -41,7 +41,10 @@ def bn_statistics_loss(activations, means, stds, per_sample=False, epsilon=_EPSI
     """
     total = 0.0
     for a, mu, sigma in zip(activations, means, stds):
-        mu, sigma = ops.convert_to_tensor(mu, a.dtype), ops.convert_to_tensor(sigma, a.dtype)
+        mu, sigma = (
+            ops.convert_to_tensor(mu, a.dtype),
+            ops.convert_to_tensor(sigma, a.dtype),
+        )
         rank = len(a.shape)
         if per_sample and rank > 2:
             mean, std = _mean_and_std(a, tuple(range(1, rank - 1)), epsilon)

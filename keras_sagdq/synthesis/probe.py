@@ -71,7 +71,9 @@ class BatchNormProbe:
         self.model = model
         self.graph = tracing.trace(model)
         bn_steps = [
-            s for s in self.graph.steps if isinstance(s.layer, keras.layers.BatchNormalization)
+            s
+            for s in self.graph.steps
+            if isinstance(s.layer, keras.layers.BatchNormalization)
         ]
         if not bn_steps:
             raise ValueError(
@@ -83,7 +85,9 @@ class BatchNormProbe:
         self.means, self.stds, self.names = [], [], []
         for step in bn_steps:
             bn = step.layer
-            self._bn_axes[id(step)] = bn.axis if isinstance(bn.axis, int) else bn.axis[-1]
+            self._bn_axes[id(step)] = (
+                bn.axis if isinstance(bn.axis, int) else bn.axis[-1]
+            )
             self.means.append(np.asarray(bn.moving_mean, np.float32))
             variance = np.asarray(bn.moving_variance, np.float32)
             self.stds.append(np.sqrt(variance + bn.epsilon).astype(np.float32))
@@ -91,7 +95,10 @@ class BatchNormProbe:
         self._swings = {}
         if swing:
             for index, step in enumerate(self.graph.steps):
-                if isinstance(step.layer, _CONVOLUTIONS) and max(step.layer.strides) > 1:
+                if (
+                    isinstance(step.layer, _CONVOLUTIONS)
+                    and max(step.layer.strides) > 1
+                ):
                     step_seed = None if seed is None else seed * 1000 + index
                     self._swings[id(step)] = SwingShift(seed=step_seed)
 

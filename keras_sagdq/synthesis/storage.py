@@ -37,23 +37,29 @@ class BatchStore:
                     stored = json.load(f)
             except (OSError, ValueError) as error:
                 raise ValueError(
-                    f"Cannot read the synthesis settings file {path!r} ({error}); delete "
-                    f"the directory or use another one. Received: directory={self.directory!r}"
+                    f"Cannot read the synthesis settings file {path!r} ({error}); "
+                    "delete the directory or use another one. Received: "
+                    f"directory={self.directory!r}"
                 ) from None
             differences = sorted(
-                k for k in set(stored) | set(settings) if stored.get(k) != settings.get(k)
+                k
+                for k in set(stored) | set(settings)
+                if stored.get(k) != settings.get(k)
             )
             if differences:
                 detail = "; ".join(
-                    f"{k}: stored {stored.get(k)!r}, now {settings.get(k)!r}" for k in differences
+                    f"{k}: stored {stored.get(k)!r}, now {settings.get(k)!r}"
+                    for k in differences
                 )
                 raise ValueError(
                     f"Directory {self.directory!r} holds images synthesized with other "
-                    f"settings ({detail}). Use another directory, or delete it to start "
-                    f"over. Received: directory={self.directory!r}"
+                    f"settings ({detail}). Use another directory, or delete it to "
+                    f"start over. Received: directory={self.directory!r}"
                 )
         else:
-            _write_atomically(path, lambda f: f.write(json.dumps(settings, indent=1).encode()))
+            _write_atomically(
+                path, lambda f: f.write(json.dumps(settings, indent=1).encode())
+            )
 
     def path(self, index):
         return os.path.join(self.directory, f"batch_{index:05d}.npy")
@@ -77,13 +83,16 @@ class BatchStore:
             ) from None
         if images.shape != tuple(shape) or images.dtype != np.float32:
             raise ValueError(
-                f"Saved batch {path!r} has shape {images.shape} and dtype {images.dtype}, "
-                f"expected {tuple(shape)} float32; delete it to synthesize that batch again."
+                f"Saved batch {path!r} has shape {images.shape} and dtype "
+                f"{images.dtype}, expected {tuple(shape)} float32; delete it to "
+                "synthesize that batch again."
             )
         return images
 
     def save(self, index, images):
-        _write_atomically(self.path(index), lambda f: np.save(f, images, allow_pickle=False))
+        _write_atomically(
+            self.path(index), lambda f: np.save(f, images, allow_pickle=False)
+        )
 
     def load_json(self, name):
         """A JSON file saved by `save_json`, or None if it is not there.
@@ -98,7 +107,9 @@ class BatchStore:
             with open(path) as f:
                 return json.load(f)
         except (OSError, ValueError) as error:
-            raise ValueError(f"Saved file {path!r} is unreadable ({error}); delete it.") from None
+            raise ValueError(
+                f"Saved file {path!r} is unreadable ({error}); delete it."
+            ) from None
 
     def save_json(self, name, data):
         path = os.path.join(self.directory, name)

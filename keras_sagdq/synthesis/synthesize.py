@@ -80,19 +80,34 @@ class SynthesisConfig:
     input_space_lr: float = 0.02
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "latent_dim", "generator_decay_steps", "input_space_steps"):
+        for name in (
+            "steps",
+            "batch_size",
+            "latent_dim",
+            "generator_decay_steps",
+            "input_space_steps",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+                raise ValueError(
+                    f"`{name}` must be a positive integer. Received: {name}={value!r}"
+                )
         for name in ("latent_lr", "generator_lr", "min_latent_lr", "input_space_lr"):
             value = getattr(self, name)
             if not value > 0:
-                raise ValueError(f"`{name}` must be positive. Received: {name}={value!r}")
+                raise ValueError(
+                    f"`{name}` must be positive. Received: {name}={value!r}"
+                )
         if self.prior_weight < 0:
-            raise ValueError(f"`prior_weight` must be >= 0. Received: prior_weight={self.prior_weight!r}")
+            raise ValueError(
+                "`prior_weight` must be >= 0. Received: "
+                f"prior_weight={self.prior_weight!r}"
+            )
 
 
-_ZEROQ = dict(generator=False, latent_lr=0.5, prior_weight=0.0, swing=False, per_sample=True)
+_ZEROQ = dict(
+    generator=False, latent_lr=0.5, prior_weight=0.0, swing=False, per_sample=True
+)
 PROFILES = {
     ("genie", "paper"): SynthesisConfig(),
     ("zeroq", "paper"): SynthesisConfig(steps=500, **_ZEROQ),
@@ -119,7 +134,9 @@ def synthesis_config(method="genie", profile="fast", **overrides):
 
 def _presets(method):
     if method not in ("genie", "zeroq"):
-        raise ValueError(f"`method` must be 'genie' or 'zeroq'. Received: method={method!r}")
+        raise ValueError(
+            f"`method` must be 'genie' or 'zeroq'. Received: method={method!r}"
+        )
     return {profile: c for (m, profile), c in PROFILES.items() if m == method}
 
 
@@ -203,9 +220,18 @@ def synthesize(
         - [Cai et al., 2020. ZeroQ](https://arxiv.org/abs/2001.00281)
     """
     if method not in METHODS:
-        raise ValueError(f"`method` must be one of {METHODS}. Received: method={method!r}")
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"`num_samples` must be a positive integer. Received: num_samples={num_samples!r}")
+        raise ValueError(
+            f"`method` must be one of {METHODS}. Received: method={method!r}"
+        )
+    if (
+        isinstance(num_samples, bool)
+        or not isinstance(num_samples, int)
+        or num_samples < 1
+    ):
+        raise ValueError(
+            "`num_samples` must be a positive integer. Received: "
+            f"num_samples={num_samples!r}"
+        )
     check_model(model)
     image_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
     if method == "gaussian":
@@ -213,7 +239,8 @@ def synthesize(
         given += ["profile"] * (profile is not None)
         if given:
             raise ValueError(
-                f"method='gaussian' has no config, profile or options. Received: {given}"
+                "method='gaussian' has no config, profile or options. Received: "
+                f"{given}"
             )
         space = _gaussian_input_space(model, input_mean, input_std, seed, verbose)
         rng = np.random.default_rng(seed)
@@ -234,7 +261,9 @@ def synthesize(
             model=probe.fingerprint(),
         )
         store = BatchStore(directory, settings)
-    space = _stored_or_resolved_input_space(model, store, input_mean, input_std, config, seed, verbose)
+    space = _stored_or_resolved_input_space(
+        model, store, input_mean, input_std, config, seed, verbose
+    )
     num_batches = math.ceil(num_samples / config.batch_size)
     batches = []
     for index in range(num_batches):
@@ -242,9 +271,19 @@ def synthesize(
         images = store.load(index, (size, *image_shape)) if store else None
         if images is None:
             if verbose:
-                print(f"Synthesis batch {index + 1}/{num_batches} ({method}, {size} images)")
+                print(
+                    f"Synthesis batch {index + 1}/{num_batches} "
+                    f"({method}, {size} images)"
+                )
             images = _synthesize_batch(
-                model, config, size, space, _batch_seed(seed, index), index, verbose, callbacks
+                model,
+                config,
+                size,
+                space,
+                _batch_seed(seed, index),
+                index,
+                verbose,
+                callbacks,
             )
             check = diagnostics.check_images(images, probe, space)
             diagnostics.warn_if_degenerate(check, model.name, index, space)
@@ -257,7 +296,9 @@ def synthesize(
 _INPUT_SPACE_FILE = "input_space.json"
 
 
-def _stored_or_resolved_input_space(model, store, input_mean, input_std, config, seed, verbose):
+def _stored_or_resolved_input_space(
+    model, store, input_mean, input_std, config, seed, verbose
+):
     # The inferred space is saved with the batches: a resumed run must use
     # the same one, and inferring it again would cost a GENIE run.
     stored = store.load_json(_INPUT_SPACE_FILE) if store else None
@@ -275,13 +316,20 @@ def _stored_or_resolved_input_space(model, store, input_mean, input_std, config,
 def _gaussian_input_space(model, input_mean, input_std, seed, verbose):
     steps = tracing.trace(model).steps
     has_bn = any(isinstance(s.layer, keras.layers.BatchNormalization) for s in steps)
-    if not has_bn and (input_mean is None or input_std is None) and declared_input_space(model) is None:
+    if (
+        not has_bn
+        and (input_mean is None or input_std is None)
+        and declared_input_space(model) is None
+    ):
         raise ValueError(
-            f"Model {model.name!r} has no BatchNormalization and no Normalization layer, "
-            "so its input space cannot be inferred: pass `input_mean` and `input_std`. "
+            f"Model {model.name!r} has no BatchNormalization and no Normalization "
+            "layer, so its input space cannot be inferred: pass `input_mean` and "
+            "`input_std`. "
             f"Received: input_mean={input_mean!r}, input_std={input_std!r}"
         )
-    return _stored_or_resolved_input_space(model, None, input_mean, input_std, None, seed, verbose)
+    return _stored_or_resolved_input_space(
+        model, None, input_mean, input_std, None, seed, verbose
+    )
 
 
 def _synthesize_batch(model, config, size, space, seed, index, verbose, callbacks):
@@ -289,7 +337,14 @@ def _synthesize_batch(model, config, size, space, seed, index, verbose, callback
     trainer = SynthesisTrainer(probe, config, size, space.mean, space.std, seed=seed)
     steps = np.zeros((config.steps, 1), np.float32)
     callbacks = [StopOnNonFinite(f"batch {index}")] + list(callbacks or [])
-    trainer.fit(steps, batch_size=1, epochs=1, shuffle=False, verbose=verbose, callbacks=callbacks)
+    trainer.fit(
+        steps,
+        batch_size=1,
+        epochs=1,
+        shuffle=False,
+        verbose=verbose,
+        callbacks=callbacks,
+    )
     images = trainer.images()
     if not np.all(np.isfinite(images)):
         raise FloatingPointError(f"Synthesis batch {index} produced non-finite images.")

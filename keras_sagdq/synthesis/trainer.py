@@ -85,9 +85,20 @@ class SynthesisTrainer(keras.Model):
         # generator's last BatchNorm pins its output to mean 0 / std 1, so
         # these two are the only way the image statistics can move.
         channels = image_shape[-1]
-        self.input_shift = keras.Variable(np.zeros(channels, "float32"), name="input_shift")
-        self.input_log_scale = keras.Variable(np.zeros(channels, "float32"), name="input_log_scale")
-        learned = [v for v, on in ((self.input_shift, learn_mean), (self.input_log_scale, learn_std)) if on]
+        self.input_shift = keras.Variable(
+            np.zeros(channels, "float32"), name="input_shift"
+        )
+        self.input_log_scale = keras.Variable(
+            np.zeros(channels, "float32"), name="input_log_scale"
+        )
+        learned = [
+            v
+            for v, on in (
+                (self.input_shift, learn_mean),
+                (self.input_log_scale, learn_std),
+            )
+            if on
+        ]
         if learned:
             self._groups.append(learned)
             self._optimizers.append(keras.optimizers.Adam(config.input_space_lr))
@@ -104,7 +115,9 @@ class SynthesisTrainer(keras.Model):
         return self.generator(self.codes.value, training=True)
 
     def _to_input_space(self, standardized):
-        scaled = self.input_shift.value + ops.exp(self.input_log_scale.value) * standardized
+        scaled = (
+            self.input_shift.value + ops.exp(self.input_log_scale.value) * standardized
+        )
         return scaled * self._input_std + self._input_mean
 
     def images(self):
@@ -126,7 +139,11 @@ class SynthesisTrainer(keras.Model):
         bad_steps = ops.where(improved, 0.0, self._bad_steps + 1.0)
         reduce = bad_steps > c.plateau_patience
         rate = self._optimizers[0].learning_rate
-        rate.assign(ops.where(reduce, ops.maximum(rate * c.plateau_factor, c.min_latent_lr), rate))
+        rate.assign(
+            ops.where(
+                reduce, ops.maximum(rate * c.plateau_factor, c.min_latent_lr), rate
+            )
+        )
         self._bad_steps.assign(ops.where(reduce, 0.0, bad_steps))
 
     def train_step(self, data):
