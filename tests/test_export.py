@@ -7,8 +7,8 @@ from ai_edge_litert.interpreter import Interpreter
 
 import keras_sagdq as ks
 from keras_sagdq import private_api
-from keras_sagdq.export.graph import FakeQuantGraph
-from keras_sagdq.export.graph import deployed_weights
+from keras_sagdq.export.fake_quant_graph import FakeQuantGraph
+from keras_sagdq.export.fake_quant_graph import deployed_weights
 from keras_sagdq.layers import QuantConv2D
 from keras_sagdq.layers import QuantDepthwiseConv2D
 from keras_sagdq.layers import weight_layers

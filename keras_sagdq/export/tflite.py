@@ -113,7 +113,7 @@ def export_tflite(
         raise ImportError(
             "TFLite export needs TensorFlow (`pip install tensorflow-cpu`)."
         ) from None
-    from keras_sagdq.export.graph import FakeQuantGraph
+    from keras_sagdq.export.fake_quant_graph import FakeQuantGraph
 
     graph = FakeQuantGraph(qmodel, activation_grid, low_bit_weights)
     low, high = (float(v) for v in input_range)

@@ -7,9 +7,9 @@ from keras_sagdq.layers.modes import reset_compiled_functions
 from keras_sagdq.layers.modes import set_layer_modes
 from keras_sagdq.layers.modes import set_mode
 from keras_sagdq.layers.modes import weight_layers
-from keras_sagdq.layers.quantized_weights import QUANTIZED_LAYERS
-from keras_sagdq.layers.quantized_weights import QuantConv2D
-from keras_sagdq.layers.quantized_weights import QuantDense
-from keras_sagdq.layers.quantized_weights import QuantDepthwiseConv2D
-from keras_sagdq.layers.quantized_weights import WeightQuantization
-from keras_sagdq.layers.quantized_weights import quantized_class_for
+from keras_sagdq.layers.quantized_layers import QUANTIZED_LAYERS
+from keras_sagdq.layers.quantized_layers import QuantConv2D
+from keras_sagdq.layers.quantized_layers import QuantDense
+from keras_sagdq.layers.quantized_layers import QuantDepthwiseConv2D
+from keras_sagdq.layers.quantized_layers import WeightQuantization
+from keras_sagdq.layers.quantized_layers import quantized_class_for

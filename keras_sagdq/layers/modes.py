@@ -4,7 +4,7 @@ import contextlib
 
 from keras_sagdq.layers.activation_quantizer import ActivationQuantizer
 from keras_sagdq.layers.activation_quantizer import check_mode
-from keras_sagdq.layers.quantized_weights import WeightQuantization
+from keras_sagdq.layers.quantized_layers import WeightQuantization
 
 
 def weight_layers(model):

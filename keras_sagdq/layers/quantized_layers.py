@@ -403,7 +403,7 @@ def quantized_class_for(layer):
     Example:
 
     >>> quantized_class_for(keras.layers.Dense(4))
-    <class 'keras_sagdq.layers.quantized_weights.QuantDense'>
+    <class 'keras_sagdq.layers.quantized_layers.QuantDense'>
     """
     for cls in QUANTIZED_LAYERS:
         if type(layer) is cls.FLOAT_CLASS:

@@ -1,0 +1,51 @@
+"""The quantities the CI accuracy tier (tests/test_accuracy_tier.py) asserts, printed.
+
+    KERAS_BACKEND=tensorflow python benchmarks/accuracy_tier.py
+
+Runs the tier's exact settings (same seeds, budgets and image counts) and
+prints every number the tests compare, with the seconds each part took, so
+that the tests' margins come from measured values.
+"""
+
+import json
+import os
+import sys
+import tempfile
+import time
+
+import keras
+from absl import app
+from absl import flags
+from provenance import git_commit
+
+# The experiments live beside the tests that assert on them.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests import accuracy_tier as tier  # noqa: E402
+
+_OUT = flags.DEFINE_string("out", None, "Optional JSON file for the numbers.")
+
+
+def main(argv):
+    del argv
+    numbers = {"commit": git_commit(), "backend": keras.backend.backend()}
+    start = time.time()
+    numbers.update(tier.real_reconstruction_vs_rtn())
+    numbers["seconds_real"] = time.time() - start
+    for name in tier.GENIE_MODELS:
+        start = time.time()
+        numbers.update(tier.genie_vs_gaussian(name))
+        numbers[f"seconds_genie_{name}"] = time.time() - start
+    start = time.time()
+    with tempfile.TemporaryDirectory() as folder:
+        for key, agreement in tier.tflite_agreements(folder).items():
+            numbers[key] = agreement
+    numbers["seconds_tflite"] = time.time() - start
+    print(json.dumps(numbers, indent=1))
+    if _OUT.value:
+        os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
+        with open(_OUT.value, "w") as f:
+            json.dump(numbers, f, indent=1)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,143 @@
+"""The experiments of the CI accuracy tier, shared by its tests and its benchmark.
+
+Each function runs one experiment on a shipped model and real Fashion-MNIST
+test images and returns top-1 values; results are cached, so the tests
+that compare them and `benchmarks/accuracy_tier.py` (which prints them) run
+each experiment once per process. Budgets are small: the point is to catch
+a broken method, not to reach the best accuracy.
+"""
+
+import functools
+import os
+
+import numpy as np
+
+import keras_sagdq as ks
+from keras_sagdq.datasets import fashion_mnist
+from keras_sagdq.synthesis import resolve_input_space
+
+TEST_IMAGES = 1000
+REAL_CALIBRATION = 256
+SYNTHETIC_CALIBRATION = 64
+GENIE_STEPS = 100
+INPUT_SPACE_STEPS = 150
+RECONSTRUCTION_STEPS = 100
+REAL_MODEL = "resnet20_fashion_mnist"
+GENIE_MODELS = ("mobilenet_v2_fashion_mnist", "mobilenet_unit_range")
+
+
+def has_data():
+    return os.path.isdir(
+        os.environ.get("KERAS_SAGDQ_FASHION_MNIST", fashion_mnist.DEFAULT_PATH)
+    )
+
+
+@functools.cache
+def test_split(name):
+    x, y = fashion_mnist.load_fashion_mnist("test")
+    return ks.models.shipped_model_input(x[:TEST_IMAGES], name), y[:TEST_IMAGES]
+
+
+def top1(model, name):
+    x, y = test_split(name)
+    logits = model.predict(x, batch_size=500, verbose=0)
+    return float(np.mean(np.argmax(logits, -1) == y))
+
+
+def _quantize(model, bits, images, reconstruct):
+    qmodel = ks.quantize_model(model, ks.QuantConfig(bits, bits))
+    ks.calibrate_activations(qmodel, images)
+    if reconstruct:
+        ks.reconstruct(
+            qmodel, model, images, steps=RECONSTRUCTION_STEPS, seed=0, verbose=0
+        )
+    return qmodel
+
+
+@functools.cache
+def real_models():
+    """Round-to-nearest and reconstruction on real training images, W4A4 and W3A3."""
+    model = ks.models.load_shipped_model(REAL_MODEL)
+    x, _ = fashion_mnist.load_fashion_mnist("train")
+    images = ks.models.shipped_model_input(x[:REAL_CALIBRATION], REAL_MODEL)
+    return {
+        (bits, method): _quantize(model, bits, images, method == "reconstruct")
+        for bits in (4, 3)
+        for method in ("rtn", "reconstruct")
+    }
+
+
+def real_reconstruction_vs_rtn():
+    return {
+        f"{REAL_MODEL} W{bits}A{bits} {method} real": top1(qmodel, REAL_MODEL)
+        for (bits, method), qmodel in real_models().items()
+    }
+
+
+@functools.cache
+def genie_models(name):
+    """W3A3 reconstruction on GENIE images and on Gaussian noise, same input space."""
+    model = ks.models.load_shipped_model(name)
+    space = resolve_input_space(
+        model,
+        config=ks.synthesis.synthesis_config(
+            "genie", input_space_steps=INPUT_SPACE_STEPS, batch_size=64
+        ),
+    )
+    common = dict(input_mean=space.mean, input_std=space.std, seed=0)
+    genie = ks.synthesize(
+        model,
+        SYNTHETIC_CALIBRATION,
+        batch_size=SYNTHETIC_CALIBRATION,
+        steps=GENIE_STEPS,
+        verbose=0,
+        **common,
+    )
+    noise = ks.synthesize(model, SYNTHETIC_CALIBRATION, method="gaussian", **common)
+    return {
+        "genie": _quantize(model, 3, genie, True),
+        "gaussian": _quantize(model, 3, noise, True),
+        "images": genie,
+    }
+
+
+def genie_vs_gaussian(name):
+    models = genie_models(name)
+    return {
+        f"{name} W3A3 reconstruct {source}": top1(models[source], name)
+        for source in ("genie", "gaussian")
+    }
+
+
+def tflite_agreement(qmodel, name, path, representative):
+    """Top-1 of the Keras model and of its `.tflite`, and their per-image agreement."""
+    ks.export_tflite(qmodel, path, representative_data=representative)
+    x, y = test_split(name)
+    outputs, _ = ks.run_tflite(path, x)
+    keras_classes = np.argmax(qmodel.predict(x, batch_size=500, verbose=0), -1)
+    file_classes = np.argmax(outputs, -1)
+    return {
+        "keras_top1": float(np.mean(keras_classes == y)),
+        "file_top1": float(np.mean(file_classes == y)),
+        "agreement": float(np.mean(keras_classes == file_classes)),
+    }
+
+
+def tflite_agreements(folder):
+    """Real-data ResNet-20 W4A4 and zero-shot MobileNetV2 W3A3 (signed grids)."""
+    x, _ = fashion_mnist.load_fashion_mnist("train")
+    genie = GENIE_MODELS[0]
+    return {
+        f"{REAL_MODEL} W4A4 tflite": tflite_agreement(
+            real_models()[(4, "reconstruct")],
+            REAL_MODEL,
+            os.path.join(folder, "real.tflite"),
+            ks.models.shipped_model_input(x[:REAL_CALIBRATION], REAL_MODEL),
+        ),
+        f"{genie} W3A3 tflite": tflite_agreement(
+            genie_models(genie)["genie"],
+            genie,
+            os.path.join(folder, "genie.tflite"),
+            genie_models(genie)["images"],
+        ),
+    }
