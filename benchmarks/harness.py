@@ -21,6 +21,7 @@ under `--synthetic_dir` so a rerun reuses them). Methods:
 reconstruction with the chosen profile).
 """
 
+import dataclasses
 import glob
 import json
 import os
@@ -342,6 +343,8 @@ def run_rows(
                         top1=accuracy,
                         seconds=seconds,
                         peak_mb=peak_memory_mb(),
+                        # Every step count and rate the row depends on.
+                        configs=row_configs(source, method, synthesis_options, options),
                     )
                 )
                 if _MODELS_DIR.value:
@@ -375,6 +378,18 @@ def parse_options(items):
 
 def options_label(options):
     return ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+
+
+def row_configs(source, method, synthesis_options, options):
+    """The full synthesis and reconstruction configs behind a row (None if unused)."""
+    configs = {"synthesis": None, "reconstruction": None}
+    if source in ("genie", "zeroq"):
+        config = ks.synthesis.synthesis_config(source, **synthesis_options)
+        configs["synthesis"] = dataclasses.asdict(config)
+    if method == "reconstruct":
+        config = ks.reconstruction.reconstruction_config(**options)
+        configs["reconstruction"] = dataclasses.asdict(config)
+    return configs
 
 
 def row_key(row):

@@ -227,7 +227,6 @@ def infer_input_space(
     """
     from keras_sagdq.synthesis.probe import BatchNormProbe
     from keras_sagdq.synthesis.synthesize import synthesis_config
-    from keras_sagdq.synthesis.trainer import StopOnNonFinite
     from keras_sagdq.synthesis.trainer import SynthesisTrainer
 
     # GENIE's settings whatever the method (ZeroQ's pixel rate and missing
@@ -263,14 +262,8 @@ def infer_input_space(
         learn_mean=input_mean is None and estimate is None,
         learn_std=input_std is None,
     )
-    steps = np.zeros((config.input_space_steps, 1), np.float32)
-    trainer.fit(
-        steps,
-        batch_size=1,
-        epochs=1,
-        shuffle=False,
-        verbose=verbose,
-        callbacks=[StopOnNonFinite("the run that infers the input space")],
+    trainer.run(
+        config.input_space_steps, "the run that infers the input space", verbose
     )
     mean, std = trainer.input_space()
     if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std))):

@@ -28,7 +28,6 @@ from keras_sagdq.synthesis.input_space import resolve_input_space
 from keras_sagdq.synthesis.probe import BatchNormProbe
 from keras_sagdq.synthesis.probe import check_model
 from keras_sagdq.synthesis.storage import BatchStore
-from keras_sagdq.synthesis.trainer import StopOnNonFinite
 from keras_sagdq.synthesis.trainer import SynthesisTrainer
 
 METHODS = ("genie", "zeroq", "gaussian")
@@ -335,16 +334,7 @@ def _gaussian_input_space(model, input_mean, input_std, seed, verbose):
 def _synthesize_batch(model, config, size, space, seed, index, verbose, callbacks):
     probe = BatchNormProbe(model, swing=config.swing, seed=seed)
     trainer = SynthesisTrainer(probe, config, size, space.mean, space.std, seed=seed)
-    steps = np.zeros((config.steps, 1), np.float32)
-    callbacks = [StopOnNonFinite(f"batch {index}")] + list(callbacks or [])
-    trainer.fit(
-        steps,
-        batch_size=1,
-        epochs=1,
-        shuffle=False,
-        verbose=verbose,
-        callbacks=callbacks,
-    )
+    trainer.run(config.steps, f"batch {index}", verbose, callbacks)
     images = trainer.images()
     if not np.all(np.isfinite(images)):
         raise FloatingPointError(f"Synthesis batch {index} produced non-finite images.")

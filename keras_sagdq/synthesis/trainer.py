@@ -124,6 +124,23 @@ class SynthesisTrainer(keras.Model):
         """The current batch in the model's input space, as numpy float32."""
         return ops.convert_to_numpy(self._to_input_space(self._standardized()))
 
+    def run(self, steps, where, verbose="auto", callbacks=None):
+        """`fit` for `steps` steps; stops with a `FloatingPointError` naming
+        `where` if the loss stops being finite.
+
+        Returns:
+            The `History`.
+        """
+        callbacks = [StopOnNonFinite(where)] + list(callbacks or [])
+        return self.fit(
+            np.zeros((steps, 1), np.float32),
+            batch_size=1,
+            epochs=1,
+            shuffle=False,
+            verbose=verbose,
+            callbacks=callbacks,
+        )
+
     def input_space(self):
         """`(mean, std)` of the images now, numpy float32 `(C,)` each."""
         mean = self._input_mean + self._input_std * self.input_shift.value
