@@ -1,0 +1,61 @@
+"""Accuracy tier: the methods on shipped models and real test images.
+
+Fails when a method breaks in a way unit tests on tiny random models cannot
+see: reconstruction that does not beat round-to-nearest, learned rounding
+that does no better than nearest rounding, synthetic images no better than
+noise, a `.tflite` file that does not compute the Keras model. The
+experiments are in `tests/accuracy_tier.py`; the values behind each margin
+are printed by `benchmarks/accuracy_tier.py` (docs/benchmarks.md, "Accuracy
+tier"). Needs Fashion-MNIST (scripts/run_tests.sh installs it).
+"""
+
+import tempfile
+import unittest
+
+from tests import accuracy_tier as tier
+from tests.test_case import TestCase
+
+# Measured on 1000 test images (TensorFlow, then PyTorch): reconstruction
+# minus round-to-nearest +1.3 / +0.8 / +27.9 pt at W4A4 / W3A3 / W2A4.
+RECONSTRUCTION_MARGIN = {"W4A4": 0.003, "W3A3": 0.0, "W2A4": 0.15}
+# W2A4 after reconstruction: 89.3 % with learned rounding, 82.4 % with the
+# rounding frozen at nearest (learned steps only).
+LEARNED_ROUNDING_W2A4_FLOOR = 0.86
+# GENIE minus Gaussian noise under the same W3A3 reconstruction: +35.1 pt
+# (MobileNetV2), +43.7 pt (mobilenet_unit_range).
+GENIE_MARGIN = 0.15
+
+
+@unittest.skipUnless(tier.has_data(), "Fashion-MNIST not installed")
+class AccuracyTierTest(TestCase):
+    def test_reconstruction_beats_round_to_nearest_on_real_images(self):
+        top1 = tier.real_reconstruction_vs_rtn()
+        model = tier.REAL_MODEL
+        for bits, margin in RECONSTRUCTION_MARGIN.items():
+            rtn = top1[f"{model} {bits} rtn real"]
+            reconstructed = top1[f"{model} {bits} reconstruct real"]
+            self.assertGreater(reconstructed, rtn + margin, bits)
+        self.assertGreater(
+            top1[f"{model} W2A4 reconstruct real"], LEARNED_ROUNDING_W2A4_FLOOR
+        )
+
+    def test_genie_beats_gaussian_noise_under_the_same_reconstruction(self):
+        for name in tier.GENIE_MODELS:
+            top1 = tier.genie_vs_gaussian(name)
+            genie = top1[f"{name} W3A3 reconstruct genie"]
+            noise = top1[f"{name} W3A3 reconstruct gaussian"]
+            self.assertGreater(genie, noise + GENIE_MARGIN, name)
+
+    # Known defect, issue 14: measured per-image agreement 98.0 % (ResNet-20
+    # W4A4) and 91.3 % (MobileNetV2 W3A3, signed grids). When the export is
+    # exact this test passes, and pytest reports the unexpected success as a
+    # failure: remove the decorator then.
+    @unittest.expectedFailure
+    def test_tflite_file_computes_the_keras_model(self):
+        with tempfile.TemporaryDirectory() as folder:
+            results = tier.tflite_agreements(folder)
+        for key, result in results.items():
+            self.assertGreaterEqual(result["agreement"], 0.99, key)
+            self.assertLessEqual(
+                abs(result["file_top1"] - result["keras_top1"]), 0.003, key
+            )
