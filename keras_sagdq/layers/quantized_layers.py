@@ -60,6 +60,15 @@ class WeightQuantization:
             outputs = ops.add(outputs, bias)
         return self.activation(outputs) if self.activation is not None else outputs
 
+    # The mixin comes first in each subclass's bases, so `super()` here is
+    # the Keras layer.
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._build_weight_quantization()
+
+    def get_config(self):
+        return {**super().get_config(), **self._quantization_config()}
+
     def _init_weight_quantization(
         self, weight_bits, weight_symmetric, weight_per_channel, mode
     ):
@@ -238,10 +247,6 @@ class QuantConv2D(WeightQuantization, keras.layers.Conv2D):
             weight_bits, weight_symmetric, weight_per_channel, mode
         )
 
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_weight_quantization()
-
     FLOAT_CLASS = keras.layers.Conv2D
 
     def convolution_op(self, inputs, kernel):
@@ -254,9 +259,6 @@ class QuantConv2D(WeightQuantization, keras.layers.Conv2D):
             inputs, kernel, self.strides, self.padding, dilation_rate=self.dilation_rate
         )
         return self._export_finish(outputs, bias)
-
-    def get_config(self):
-        return {**super().get_config(), **self._quantization_config()}
 
 
 @keras.saving.register_keras_serializable(package="keras_sagdq")
@@ -308,10 +310,6 @@ class QuantDepthwiseConv2D(WeightQuantization, keras.layers.DepthwiseConv2D):
             weight_bits, weight_symmetric, weight_per_channel, mode
         )
 
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_weight_quantization()
-
     def call(self, inputs):
         outputs = ops.depthwise_conv(
             inputs,
@@ -330,9 +328,6 @@ class QuantDepthwiseConv2D(WeightQuantization, keras.layers.DepthwiseConv2D):
         if self.activation is not None:
             outputs = self.activation(outputs)
         return outputs
-
-    def get_config(self):
-        return {**super().get_config(), **self._quantization_config()}
 
 
 @keras.saving.register_keras_serializable(package="keras_sagdq")
@@ -363,10 +358,6 @@ class QuantDense(WeightQuantization, keras.layers.Dense):
             weight_bits, weight_symmetric, weight_per_channel, mode
         )
 
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_weight_quantization()
-
     FLOAT_CLASS = keras.layers.Dense
 
     def export_call(self, inputs, integers, steps, bias, quantize):
@@ -385,9 +376,6 @@ class QuantDense(WeightQuantization, keras.layers.Dense):
         if self.activation is not None:
             outputs = self.activation(outputs)
         return outputs
-
-    def get_config(self):
-        return {**super().get_config(), **self._quantization_config()}
 
 
 # The registry of quantizable layer types: a new type is a class above, added here.
