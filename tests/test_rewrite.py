@@ -273,3 +273,18 @@ class WeightRangeTest(TestCase):
     def test_bad_weight_range(self):
         with self.assertRaisesRegex(ValueError, "weight_range='max'"):
             ks.QuantConfig(weight_range="max")
+
+
+class AdaptedLayersTest(TestCase):
+    def test_adapted_normalization_is_cloned_with_its_statistics(self):
+        rng = np.random.default_rng(0)
+        data = rng.normal(3.0, 2.0, (64, 6, 6, 1)).astype("float32")
+        normalization = layers.Normalization()
+        normalization.adapt(data)
+        inputs = keras.Input((6, 6, 1))
+        x = normalization(inputs)
+        x = layers.Conv2D(4, 3, name="conv")(x)
+        x = layers.Flatten()(x)
+        model = keras.Model(inputs, layers.Dense(2, name="head")(x))
+        qmodel = ks.quantize_model(model)
+        self.assertFloatTwin(qmodel, model, data[:8], atol=1e-4)

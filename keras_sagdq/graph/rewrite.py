@@ -280,6 +280,11 @@ class _Builder:
         outputs = clone(*args, **kwargs)
         if layer.weights:
             clone.set_weights(layer.get_weights())
+            # Adapted preprocessing layers (Normalization) derive their mean
+            # and variance from these weights in `finalize_state`, as Keras
+            # does after loading a saved model.
+            if hasattr(clone, "finalize_state"):
+                clone.finalize_state()
         self.clones[id(layer)] = clone
         return outputs
 
