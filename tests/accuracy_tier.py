@@ -59,6 +59,13 @@ def _quantize(model, bits, images, steps):
 
 
 @functools.cache
+def real_calibration():
+    """The first training images in the real-data model's input convention."""
+    x, _ = fashion_mnist.load_fashion_mnist("train")
+    return ks.models.shipped_model_input(x[:REAL_CALIBRATION], REAL_MODEL)
+
+
+@functools.cache
 def real_models():
     """Round-to-nearest and reconstruction on real training images.
 
@@ -68,8 +75,7 @@ def real_models():
     frozen rounding is as good or better, docs/benchmarks.md).
     """
     model = ks.models.load_shipped_model(REAL_MODEL)
-    x, _ = fashion_mnist.load_fashion_mnist("train")
-    images = ks.models.shipped_model_input(x[:REAL_CALIBRATION], REAL_MODEL)
+    images = real_calibration()
     return {
         (bits, method): _quantize(
             model, bits, images, RECONSTRUCTION_STEPS * (method == "reconstruct")
@@ -137,14 +143,13 @@ def tflite_agreement(qmodel, name, path, representative):
 
 def tflite_agreements(folder):
     """Real-data ResNet-20 W4A4 and zero-shot MobileNetV2 W3A3 (signed grids)."""
-    x, _ = fashion_mnist.load_fashion_mnist("train")
     genie = GENIE_MODELS[0]
     return {
         f"{REAL_MODEL} W4A4 tflite": tflite_agreement(
             real_models()[((4, 4), "reconstruct")],
             REAL_MODEL,
             os.path.join(folder, "real.tflite"),
-            ks.models.shipped_model_input(x[:REAL_CALIBRATION], REAL_MODEL),
+            real_calibration(),
         ),
         f"{genie} W3A3 tflite": tflite_agreement(
             genie_models(genie)["genie"],

@@ -9,6 +9,7 @@ weights (pooling, a lone activation quantizer) join the block before them.
 
 import dataclasses
 
+from keras_sagdq import layers
 from keras_sagdq.graph import tracing
 from keras_sagdq.layers import ActivationQuantizer
 from keras_sagdq.layers import WeightQuantization
@@ -39,13 +40,11 @@ class Block:
 
     @property
     def weight_layers(self):
-        return [layer for layer in self.layers if isinstance(layer, WeightQuantization)]
+        return layers.weight_layers(self)
 
     @property
     def activation_quantizers(self):
-        return [
-            layer for layer in self.layers if isinstance(layer, ActivationQuantizer)
-        ]
+        return layers.activation_quantizers(self)
 
     @property
     def name(self):

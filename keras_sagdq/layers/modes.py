@@ -8,12 +8,12 @@ from keras_sagdq.layers.quantized_layers import WeightQuantization
 
 
 def weight_layers(model):
-    """The weight-quantized layers of `model`, in graph order."""
+    """The weight-quantized layers of `model` (anything with `.layers`), in order."""
     return [layer for layer in model.layers if isinstance(layer, WeightQuantization)]
 
 
 def activation_quantizers(model):
-    """The `ActivationQuantizer` layers of `model`, in graph order."""
+    """The activation quantizers of `model` (anything with `.layers`), in order."""
     return [layer for layer in model.layers if isinstance(layer, ActivationQuantizer)]
 
 
