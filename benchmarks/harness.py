@@ -23,6 +23,7 @@ reconstruction with the chosen profile).
 
 import dataclasses
 import glob
+import itertools
 import json
 import os
 import platform
@@ -68,6 +69,12 @@ _SYNTHETIC_DIR = flags.DEFINE_string(
     "Where synthesized batches are cached (one folder per model and settings).",
 )
 _NUM_SAMPLES = flags.DEFINE_integer("num_samples", 1024, "Calibration images.")
+_SEEDS = flags.DEFINE_list(
+    "seeds",
+    ["0"],
+    "Seeds: each seeds the synthesis (Gaussian noise, GENIE) and the "
+    "reconstruction (QDrop, batch order); one row per seed.",
+)
 _METHODS = flags.DEFINE_list(
     "methods",
     ["rtn"],
@@ -276,6 +283,7 @@ def run_rows(
     quick,
     options,
     synthesis_options,
+    seeds=(0,),
 ):
     x_test, y_test = load_fashion_mnist("test")
     if quick:
@@ -290,7 +298,6 @@ def run_rows(
     common = dict(
         model=model_name,
         commit=git_commit(),
-        seed=0,
         backend=keras.backend.backend(),
         test_images=len(x_test),
         quick=quick,
@@ -300,6 +307,7 @@ def run_rows(
     rows = [
         dict(
             common,
+            seed=0,
             bits="FP",
             calibration="-",
             method="float",
@@ -310,16 +318,24 @@ def run_rows(
     ]
     print(rows[-1])
     save_row(rows[-1])
-    for source in sources:
+    for seed, source in itertools.product(seeds, sources):
         images, timing = calibration_images(
-            source, num_samples, model, model_name, synthesis_options, to_input=to_input
+            source,
+            num_samples,
+            model,
+            model_name,
+            synthesis_options,
+            seed=seed,
+            to_input=to_input,
         )
         label = f"{source} ({len(images)})"
         if timing:
             label = f"{source} ({len(images)}, {options_label(synthesis_options)})"
         for method in methods:
             for setting in settings:
-                qmodel, seconds = quantize_with(method, model, setting, images, options)
+                qmodel, seconds = quantize_with(
+                    method, model, setting, images, dict(options, seed=seed)
+                )
                 start = time.time()
                 accuracy = top1(qmodel, x_test, y_test)
                 seconds["evaluate"] = time.time() - start
@@ -337,6 +353,7 @@ def run_rows(
                 rows.append(
                     dict(
                         common,
+                        seed=seed,
                         bits=setting,
                         calibration=label,
                         method=name,
@@ -352,7 +369,7 @@ def run_rows(
                     qmodel.save(
                         os.path.join(
                             _MODELS_DIR.value,
-                            f"{model_name}_{setting}_{source}_{method}.keras",
+                            f"{model_name}_{setting}_{source}_{method}_seed{seed}.keras",
                         )
                     )
                 if _EXPORT_DIR.value:
@@ -400,6 +417,7 @@ def row_key(row):
         row["method"],
         row["calibration"],
         row["quick"],
+        row.get("seed", 0),
     )
 
 
@@ -568,6 +586,7 @@ def main(argv):
             _QUICK.value,
             options,
             synthesis_options,
+            seeds=[int(seed) for seed in _SEEDS.value],
         )
     # The table shows every results*.json beside this one (parallel runs each
     # write their own file).
