@@ -35,6 +35,7 @@ def main(argv):
         start = time.time()
         numbers.update(tier.genie_vs_gaussian(name))
         numbers[f"seconds_genie_{name}"] = time.time() - start
+    numbers.update(tier.calibration_only_w4a4(tier.GENIE_MODELS[1]))
     start = time.time()
     with tempfile.TemporaryDirectory() as folder:
         for key, agreement in tier.tflite_agreements(folder).items():

@@ -159,6 +159,7 @@ def reconstruct(
     if not all(q.initialized for q in activation_quantizers(qmodel)):
         calibrate_activations(qmodel, images)
     _check_twin(qmodel, fp_model, images[:8])
+    _seed_qdrop(qmodel, seed)
     _, blocks = find_blocks(qmodel)
     fp_stream, q_stream = images, images
     histories = []
@@ -171,7 +172,11 @@ def reconstruct(
         trainer = BlockTrainer(block, config, seed=seed + index)
         data = _RandomBatches(fp_stream, q_stream, target, config, seed + index)
         histories.append(
-            trainer.fit(data, epochs=1, verbose=verbose, callbacks=callbacks)
+            # The batches are already random and seeded; `fit` would also
+            # shuffle their order from the global random state.
+            trainer.fit(
+                data, epochs=1, shuffle=False, verbose=verbose, callbacks=callbacks
+            )
         )
         data.release()
         _set_block_mode(block, "hard", qdrop=0.0)
@@ -233,7 +238,10 @@ class BlockTrainer(keras.Model):
         parts = {}
 
         def loss_fn():
-            outputs = self._block(inputs, training=True)
+            # Inference mode: Dropout off, unfolded BatchNorms on their
+            # running statistics; QDrop is on through the quantizers'
+            # `qdrop_probability`, not through `training`.
+            outputs = self._block(inputs, training=False)
             # Squared error summed over channels, averaged over the rest.
             parts["reconstruction"] = ops.mean(
                 ops.sum(ops.square(outputs - target), axis=-1)
@@ -279,6 +287,15 @@ class _RandomBatches(keras.utils.PyDataset):
         idx = self.indices[index]
         fp_inputs, q_inputs, target = (a[idx] for a in self.arrays)
         return (fp_inputs, q_inputs), target
+
+
+def _seed_qdrop(qmodel, seed):
+    # Quantizers made without a seed draw their QDrop masks from the global
+    # random state; restarting each one from `seed` makes a reconstruction
+    # depend on `seed` alone.
+    for index, quantizer in enumerate(activation_quantizers(qmodel)):
+        state = quantizer.seed_generator.state
+        state.assign(ops.convert_to_tensor([seed * 1009 + index, 0], dtype=state.dtype))
 
 
 def _set_block_mode(block, mode, qdrop):

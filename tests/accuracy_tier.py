@@ -127,6 +127,27 @@ def genie_vs_gaussian(name):
     }
 
 
+def calibration_only_w4a4(name):
+    """W4A4 with calibrated ranges only (no reconstruction), on the GENIE
+    images and on noise in a standardized space, which is what synthesis
+    assumed before it inferred input spaces; and the float top-1."""
+    model = ks.models.load_shipped_model(name)
+
+    def w4a4_on(images):
+        qmodel = ks.quantize_model(model, ks.QuantConfig(4, 4))
+        ks.calibrate_activations(qmodel, images)
+        return top1(qmodel, name)
+
+    noise = ks.synthesize(
+        model, SYNTHETIC_CALIBRATION, method="gaussian", input_mean=0.0, input_std=1.0
+    )
+    return {
+        f"{name} FP": top1(model, name),
+        f"{name} W4A4 calibrate genie": w4a4_on(genie_models(name)["images"]),
+        f"{name} W4A4 calibrate standardized noise": w4a4_on(noise),
+    }
+
+
 def tflite_agreement(qmodel, name, path, representative):
     """Top-1 of the Keras model and of its `.tflite`, and their per-image agreement."""
     ks.export_tflite(qmodel, path, representative_data=representative)

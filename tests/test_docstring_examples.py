@@ -78,10 +78,21 @@ def _fast_presets():
         synthesize_module.PROFILES[("genie", "fast")], steps=2, input_space_steps=2
     )
     zeroq = dataclasses.replace(synthesize_module.PROFILES[("zeroq", "fast")], steps=2)
+    sadag = dataclasses.replace(
+        synthesize_module.PROFILES[("sadag", "fast")],
+        steps=2,
+        input_space_steps=2,
+        refine_steps=2,
+        warmup_reconstruction_steps=2,
+    )
     return [
         mock.patch.dict(
             synthesize_module.PROFILES,
-            {("genie", "fast"): genie, ("zeroq", "fast"): zeroq},
+            {
+                ("genie", "fast"): genie,
+                ("zeroq", "fast"): zeroq,
+                ("sadag", "fast"): sadag,
+            },
         ),
         mock.patch.dict(
             reconstruction.PROFILES,

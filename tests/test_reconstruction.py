@@ -3,6 +3,7 @@ import numpy as np
 
 import keras_sagdq as ks
 from keras_sagdq.graph.blocks import find_blocks
+from keras_sagdq.layers import activation_quantizers
 from keras_sagdq.layers import weight_layers
 from keras_sagdq.reconstruction import BlockTrainer
 from keras_sagdq.reconstruction import ReconstructionConfig
@@ -81,6 +82,22 @@ class ReconstructTest(TestCase):
         path = self.temp_dir() + "/r.keras"
         qmodel.save(path)
         self.assertAllClose(keras.models.load_model(path)(x), qmodel(x), atol=0)
+
+    def test_same_seed_same_model_whatever_the_global_random_state(self):
+        # tiny_resnet has a Dropout before its head: reconstruction must run
+        # it in inference mode, and QDrop must depend on `seed` only.
+        model = tiny_resnet()
+        x = random_images(16)
+        outputs = []
+        for global_seed in (1, 2):
+            keras.utils.set_random_seed(global_seed)
+            qmodel = ks.quantize_model(model, ks.QuantConfig(4, 4))
+            ks.reconstruct(qmodel, model, x, steps=5, batch_size=8, seed=3, verbose=0)
+            self.assertEqual(
+                {q.qdrop_probability for q in activation_quantizers(qmodel)}, {0.0}
+            )
+            outputs.append(to_numpy(qmodel(x)))
+        self.assertAllClose(outputs[0], outputs[1], atol=1e-6)
 
     def test_errors(self):
         model = tiny_resnet()

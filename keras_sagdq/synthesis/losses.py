@@ -1,9 +1,19 @@
-"""The synthesis losses: BatchNorm statistics matching and the input prior.
+"""The synthesis losses: BatchNorm statistics matching, the input prior, and
+SADAG's gradient matching and gradient diversity.
+
+The SADAG terms compare per-sample gradients of the logit reconstruction
+loss `l_i = 0.5 * ||f(x_i) - q(x_i)||^2` with respect to the last Dense
+kernel. That gradient is the outer product `g_i = -h_i (x) r_i` of the
+Dense input `h_i` and the logit residual `r_i`, so the cosine of two of
+them factors: `cos(g_i, g_j) = cos(h_i, h_j) * cos(r_i, r_j)`; no per-sample
+autodiff is needed.
 
 Reference:
     - [Yin et al., 2020. DeepInversion](https://arxiv.org/abs/1912.08795)
     - [Cai et al., 2020. ZeroQ](https://arxiv.org/abs/2001.00281)
     - [Jeon et al., 2023. GENIE](https://arxiv.org/abs/2212.04780)
+    - [Dung et al., 2024. Sharpness-Aware Data Generation for Zero-shot
+      Quantization](https://arxiv.org/abs/2510.07018)
 """
 
 from keras import ops
@@ -68,3 +78,89 @@ def input_prior_loss(images, epsilon=_EPSILON):
     mean, std = _mean_and_std(images, (1, 2), epsilon)
     distance = ops.sum(ops.square(mean) + ops.square(std - 1.0), axis=-1)
     return ops.mean(distance) / images.shape[-1]
+
+
+def unit_rows(x, epsilon=1e-12):
+    """Each row of `x` divided by its Euclidean norm (a zero row stays zero)."""
+    norm = ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True))
+    return x / ops.maximum(norm, epsilon)
+
+
+def gradient_cosine(features, residuals, other_features, other_residuals):
+    """Row-wise cosine between last-layer gradients `-h (x) r` and `-h' (x) r'`.
+
+    Args:
+        features: `(B, D)` inputs `h` of the last Dense layer.
+        residuals: `(B, K)` logit residuals `r = f(x) - q(x)`.
+        other_features: `(B, D)` the `h'` to compare with, row by row.
+        other_residuals: `(B, K)` the `r'`.
+
+    Returns:
+        `(B,)` cosines `cos(h_i, h'_i) * cos(r_i, r'_i)`.
+
+    Example:
+
+    >>> h, r = np.ones((2, 3), "float32"), np.eye(2, dtype="float32")
+    >>> np.round(ops.convert_to_numpy(gradient_cosine(h, r, h, r[::-1])), 3)
+    array([0., 0.], dtype=float32)
+    """
+    h_cos = ops.sum(unit_rows(features) * unit_rows(other_features), axis=-1)
+    r_cos = ops.sum(unit_rows(residuals) * unit_rows(other_residuals), axis=-1)
+    return h_cos * r_cos
+
+
+def gradient_matching_loss(features, residuals, neighbor_features, neighbor_residuals):
+    """SADAG's `L_GM = 1 - mean_i cos(g_i, g'_i)`, samples against neighbors.
+
+    Args:
+        features: `(B, D)` last-Dense inputs of the samples.
+        residuals: `(B, K)` logit residuals of the samples.
+        neighbor_features: `(B, D)` the same for each sample's neighbor.
+        neighbor_residuals: `(B, K)` the same for each sample's neighbor.
+
+    Returns:
+        Scalar loss in [0, 2].
+    """
+    cosines = gradient_cosine(
+        features, residuals, neighbor_features, neighbor_residuals
+    )
+    return 1.0 - ops.mean(cosines)
+
+
+def gradient_diversity_loss(
+    features, residuals, earlier_features=None, earlier_residuals=None, delta=0.0
+):
+    """SADAG's `L_div = mean_i max_j [|cos(g_i, g_j)| - delta]_+`.
+
+    `j` runs over the other samples of the batch, detached, and the samples
+    of earlier batches (constants); a sample is not compared with itself.
+
+    Args:
+        features: `(B, D)` last-Dense inputs of the batch.
+        residuals: `(B, K)` logit residuals of the batch.
+        earlier_features: optional `(M, D)` last-Dense inputs of earlier
+            batches.
+        earlier_residuals: optional `(M, K)` their logit residuals.
+        delta: margin below which similarity costs nothing.
+
+    Returns:
+        Scalar loss.
+    """
+    h, r = unit_rows(features), unit_rows(residuals)
+    h_all, r_all = ops.stop_gradient(h), ops.stop_gradient(r)
+    if earlier_features is not None and len(earlier_features):
+        earlier_h = unit_rows(ops.convert_to_tensor(earlier_features, h.dtype))
+        earlier_r = unit_rows(ops.convert_to_tensor(earlier_residuals, r.dtype))
+        h_all = ops.concatenate([h_all, earlier_h], 0)
+        r_all = ops.concatenate([r_all, earlier_r], 0)
+    similarity = ops.abs(
+        ops.matmul(h, ops.transpose(h_all)) * ops.matmul(r, ops.transpose(r_all))
+    )
+    batch = h.shape[0] if h.shape[0] is not None else ops.shape(h)[0]
+    # Zero each sample's similarity with itself (the first B columns).
+    self_mask = ops.pad(
+        ops.eye(batch, dtype=similarity.dtype),
+        [[0, 0], [0, ops.shape(similarity)[1] - batch]],
+    )
+    similarity = similarity * (1.0 - self_mask)
+    return ops.mean(ops.max(ops.relu(similarity - delta), axis=1))

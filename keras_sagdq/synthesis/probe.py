@@ -109,6 +109,17 @@ class BatchNormProbe:
 
     def __call__(self, images):
         """Returns `(model outputs, [BatchNorm input, channels last, ...])`."""
+        outputs, bn_inputs, _ = self.run(images)
+        return outputs, bn_inputs
+
+    def run(self, images, tensor_ids=()):
+        """Returns `(outputs, BatchNorm inputs, [tapped tensors])`.
+
+        Args:
+            images: the model input.
+            tensor_ids: ids in `self.graph` of intermediate tensors to return
+                too (see `tracing.tap`).
+        """
         bn_inputs = []
 
         def call(step, args, kwargs):
@@ -120,8 +131,8 @@ class BatchNormProbe:
                 bn_inputs.append(x if axis == rank - 1 else ops.moveaxis(x, axis, -1))
             return step.layer(*args, **kwargs)
 
-        outputs, _ = tracing.tap(self.graph, images, [], call=call)
-        return outputs, bn_inputs
+        outputs, taps = tracing.tap(self.graph, images, list(tensor_ids), call=call)
+        return outputs, bn_inputs, taps
 
     def fingerprint(self):
         """A short hash of the BatchNorm statistics and the input shape."""

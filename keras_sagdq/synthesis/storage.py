@@ -8,6 +8,7 @@ half-written batch; they are read without pickle.
 
 import json
 import os
+import zipfile
 
 import numpy as np
 
@@ -41,14 +42,13 @@ class BatchStore:
                     "delete the directory or use another one. Received: "
                     f"directory={self.directory!r}"
                 ) from None
+            stored, now = _flatten(stored), _flatten(settings)
             differences = sorted(
-                k
-                for k in set(stored) | set(settings)
-                if stored.get(k) != settings.get(k)
+                k for k in set(stored) | set(now) if stored.get(k) != now.get(k)
             )
             if differences:
                 detail = "; ".join(
-                    f"{k}: stored {stored.get(k)!r}, now {settings.get(k)!r}"
+                    f"{k}: stored {stored.get(k)!r}, now {now.get(k)!r}"
                     for k in differences
                 )
                 raise ValueError(
@@ -94,6 +94,31 @@ class BatchStore:
             self.path(index), lambda f: np.save(f, images, allow_pickle=False)
         )
 
+    def arrays_path(self, index):
+        return os.path.join(self.directory, f"state_{index:05d}.npz")
+
+    def save_arrays(self, index, arrays):
+        """Save named numpy arrays for batch `index` (e.g. its generator state)."""
+        _write_atomically(self.arrays_path(index), lambda f: np.savez(f, **arrays))
+
+    def load_arrays(self, index):
+        """The arrays saved by `save_arrays`, or None if they are not there.
+
+        Raises:
+            ValueError: if the file exists but is unreadable.
+        """
+        path = self.arrays_path(index)
+        if not os.path.exists(path):
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return {name: data[name] for name in data.files}
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+            raise ValueError(
+                f"Saved state {path!r} is unreadable ({error}); delete it to "
+                "synthesize that batch again."
+            ) from None
+
     def load_json(self, name):
         """A JSON file saved by `save_json`, or None if it is not there.
 
@@ -114,6 +139,17 @@ class BatchStore:
     def save_json(self, name, data):
         path = os.path.join(self.directory, name)
         _write_atomically(path, lambda f: f.write(json.dumps(data, indent=1).encode()))
+
+
+def _flatten(settings, prefix=""):
+    """Nested dicts as one dict with dotted keys, so a difference names its field."""
+    flat = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
 
 
 def _write_atomically(path, write):

@@ -14,14 +14,17 @@ Reference:
 """
 
 import dataclasses
-import math
+import os
 
 import keras
 import numpy as np
 
+from keras_sagdq.config import QuantConfig
 from keras_sagdq.config import resolve_config
 from keras_sagdq.graph import tracing
+from keras_sagdq.graph.head import find_classifier_head
 from keras_sagdq.synthesis import diagnostics
+from keras_sagdq.synthesis import sadag
 from keras_sagdq.synthesis.input_space import InputSpace
 from keras_sagdq.synthesis.input_space import declared_input_space
 from keras_sagdq.synthesis.input_space import resolve_input_space
@@ -30,7 +33,7 @@ from keras_sagdq.synthesis.probe import check_model
 from keras_sagdq.synthesis.storage import BatchStore
 from keras_sagdq.synthesis.trainer import SynthesisTrainer
 
-METHODS = ("genie", "zeroq", "gaussian")
+METHODS = ("genie", "zeroq", "gaussian", "sadag")
 
 
 @dataclasses.dataclass
@@ -59,6 +62,21 @@ class SynthesisConfig:
         input_space_steps: GENIE steps of the run that infers the input
             space of a model that does not declare it (`infer_input_space`).
         input_space_lr: Adam rate of the learned input mean and log std.
+        refine_steps: SADAG refinement steps per batch (`method="sadag"`
+            only, as are the fields below).
+        refine_latent_lr: constant Adam rate of the latents in refinement.
+        refine_generator_lr: constant Adam rate of the generator in
+            refinement.
+        rho: radius of the neighborhood in latent space.
+        gm_weight: weight of the gradient-matching loss.
+        div_weight: weight of the gradient-diversity loss.
+        delta: margin of the diversity loss.
+        neighbor: `"sam"` (the latent direction in which the quantized
+            model disagrees most with the float one) or `"random"`.
+        neighbor_every: recompute the neighbor direction every this many
+            steps (1: every step; larger saves a differentiation).
+        warmup_reconstruction_steps: block reconstruction steps per block
+            of the warm-up quantized model.
     """
 
     steps: int = 4000
@@ -77,6 +95,16 @@ class SynthesisConfig:
     per_sample: bool = False
     input_space_steps: int = 300
     input_space_lr: float = 0.02
+    refine_steps: int = 500
+    refine_latent_lr: float = 1e-5
+    refine_generator_lr: float = 1e-4
+    rho: float = 2.0
+    gm_weight: float = 1.0
+    div_weight: float = 1.0
+    delta: float = 0.0
+    neighbor: str = "sam"
+    neighbor_every: int = 1
+    warmup_reconstruction_steps: int = 4000
 
     def __post_init__(self):
         for name in (
@@ -85,23 +113,55 @@ class SynthesisConfig:
             "latent_dim",
             "generator_decay_steps",
             "input_space_steps",
+            "refine_steps",
+            "neighbor_every",
+            "warmup_reconstruction_steps",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(
                     f"`{name}` must be a positive integer. Received: {name}={value!r}"
                 )
-        for name in ("latent_lr", "generator_lr", "min_latent_lr", "input_space_lr"):
+        for name in (
+            "latent_lr",
+            "generator_lr",
+            "min_latent_lr",
+            "input_space_lr",
+            "refine_latent_lr",
+            "refine_generator_lr",
+        ):
             value = getattr(self, name)
             if not value > 0:
                 raise ValueError(
                     f"`{name}` must be positive. Received: {name}={value!r}"
                 )
-        if self.prior_weight < 0:
+        for name in ("prior_weight", "rho", "gm_weight", "div_weight", "delta"):
+            value = getattr(self, name)
+            if not value >= 0:
+                raise ValueError(f"`{name}` must be >= 0. Received: {name}={value!r}")
+        if self.neighbor not in NEIGHBORS:
             raise ValueError(
-                "`prior_weight` must be >= 0. Received: "
-                f"prior_weight={self.prior_weight!r}"
+                f"`neighbor` must be one of {NEIGHBORS}. Received: "
+                f"neighbor={self.neighbor!r}"
             )
+
+
+NEIGHBORS = ("sam", "random")
+# The fields only SADAG reads: GENIE batches do not depend on them, so they
+# are left out of a GENIE directory's settings (and SADAG's warm-up batches
+# are GENIE batches).
+SADAG_FIELDS = (
+    "refine_steps",
+    "refine_latent_lr",
+    "refine_generator_lr",
+    "rho",
+    "gm_weight",
+    "div_weight",
+    "delta",
+    "neighbor",
+    "neighbor_every",
+    "warmup_reconstruction_steps",
+)
 
 
 _ZEROQ = dict(
@@ -110,9 +170,13 @@ _ZEROQ = dict(
 PROFILES = {
     ("genie", "paper"): SynthesisConfig(),
     ("zeroq", "paper"): SynthesisConfig(steps=500, **_ZEROQ),
+    ("sadag", "paper"): SynthesisConfig(),
     # Chosen by measurement on the Fashion-MNIST reference models (docs/benchmarks.md).
     ("genie", "fast"): SynthesisConfig(steps=200),
     ("zeroq", "fast"): SynthesisConfig(steps=500, **_ZEROQ),
+    ("sadag", "fast"): SynthesisConfig(
+        steps=200, refine_steps=50, warmup_reconstruction_steps=200
+    ),
 }
 
 
@@ -132,9 +196,9 @@ def synthesis_config(method="genie", profile="fast", **overrides):
 
 
 def _presets(method):
-    if method not in ("genie", "zeroq"):
+    if method not in ("genie", "zeroq", "sadag"):
         raise ValueError(
-            f"`method` must be 'genie' or 'zeroq'. Received: method={method!r}"
+            f"`method` must be 'genie', 'zeroq' or 'sadag'. Received: method={method!r}"
         )
     return {profile: c for (m, profile), c in PROFILES.items() if m == method}
 
@@ -151,6 +215,7 @@ def synthesize(
     callbacks=None,
     input_mean=None,
     input_std=None,
+    quant_config=None,
     **overrides,
 ):
     """Synthesize calibration images from a trained model, without data.
@@ -170,6 +235,15 @@ def synthesize(
     printed when `verbose`. Pass `input_mean` / `input_std` to override,
     e.g. `input_mean=127.5, input_std=64.0` for [0, 255] inputs.
 
+    `method="sadag"` continues each GENIE batch with the sharpness-aware
+    refinement, which depends on the bit widths: pass the `quant_config`
+    the model will be quantized with. It quantizes the model once (`q0`,
+    `warmup_reconstruction_steps` per block) and refines every batch so
+    that the last-layer gradients of `q0` agree between each sample and a
+    neighbor and differ across samples (docs/sadag.md). With `directory`,
+    the warm-up batches, their generator state, `q0` and the refined
+    batches are all saved and reused.
+
     Every synthesized batch is checked (`diagnostics.check_images`): images
     far from the model's statistics, constant or saturated images, or
     extreme pixels raise a `SynthesisWarning` naming the numbers.
@@ -178,7 +252,7 @@ def synthesize(
         model: a trained Sequential or Functional image classifier with
             BatchNormalization layers (not modified).
         num_samples: number of images.
-        method: `"genie"`, `"zeroq"` or `"gaussian"`.
+        method: `"genie"`, `"zeroq"`, `"gaussian"` or `"sadag"`.
         config: a `SynthesisConfig`; default: the preset of `method` and
             `profile`.
         profile: preset name when no `config` is given: `"fast"` (the
@@ -194,6 +268,8 @@ def synthesize(
             default: declared by a `Normalization` layer, else inferred.
         input_std: per-channel std of the input space; default: as
             `input_mean`.
+        quant_config: the `QuantConfig` of the model to calibrate;
+            required by `"sadag"`, refused by the other methods.
         **overrides: fields of the config to replace, e.g. `steps=200`.
 
     Returns:
@@ -213,10 +289,14 @@ def synthesize(
     ...                        directory="synthetic/resnet20", seed=0)
     >>> images.shape
     (256, 28, 28, 1)
+    >>> refined = ks.synthesize(model, num_samples=64, method="sadag",
+    ...                         quant_config=ks.QuantConfig(4, 4), seed=0)
 
     Reference:
         - [Jeon et al., 2023. GENIE](https://arxiv.org/abs/2212.04780)
         - [Cai et al., 2020. ZeroQ](https://arxiv.org/abs/2001.00281)
+        - [Dung et al., 2024. Sharpness-Aware Data Generation for Zero-shot
+          Quantization](https://arxiv.org/abs/2510.07018)
     """
     if method not in METHODS:
         raise ValueError(
@@ -230,6 +310,17 @@ def synthesize(
         raise ValueError(
             "`num_samples` must be a positive integer. Received: "
             f"num_samples={num_samples!r}"
+        )
+    if (method == "sadag") != (quant_config is not None):
+        raise ValueError(
+            "`quant_config` is required by method='sadag' (its refinement "
+            "depends on the bit widths) and unused by the other methods. "
+            f"Received: method={method!r}, quant_config={quant_config!r}"
+        )
+    if quant_config is not None and not isinstance(quant_config, QuantConfig):
+        raise TypeError(
+            "`quant_config` must be a `keras_sagdq.QuantConfig`. Received: "
+            f"quant_config of type {type(quant_config).__name__}"
         )
     check_model(model)
     image_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
@@ -248,48 +339,128 @@ def synthesize(
 
     config = resolve_config(config, profile, _presets(method), overrides)
     probe = BatchNormProbe(model)
-    store = None
-    if directory is not None:
-        settings = dict(
-            method=method,
-            seed=seed,
-            config=dataclasses.asdict(config),
-            image_shape=image_shape,
-            input_mean=None if input_mean is None else np.asarray(input_mean).tolist(),
-            input_std=None if input_std is None else np.asarray(input_std).tolist(),
-            model=probe.fingerprint(),
-        )
-        store = BatchStore(directory, settings)
-    space = _stored_or_resolved_input_space(
-        model, store, input_mean, input_std, config, seed, verbose
+    if method == "sadag":
+        # Refused before the warm-up spends any time.
+        find_classifier_head(probe.graph, model.name)
+    settings = dict(
+        method=method,
+        seed=seed,
+        config=dataclasses.asdict(config),
+        image_shape=image_shape,
+        input_mean=None if input_mean is None else np.asarray(input_mean).tolist(),
+        input_std=None if input_std is None else np.asarray(input_std).tolist(),
+        model=probe.fingerprint(),
     )
-    num_batches = math.ceil(num_samples / config.batch_size)
-    batches = []
-    for index in range(num_batches):
-        size = min(config.batch_size, num_samples - index * config.batch_size)
+    # A GENIE directory's settings: SADAG's warm-up batches are exactly those.
+    genie_settings = dict(
+        settings,
+        method="genie" if method == "sadag" else method,
+        config={k: v for k, v in settings["config"].items() if k not in SADAG_FIELDS},
+    )
+    store = warmup_store = None
+    if directory is not None and method == "sadag":
+        store = BatchStore(
+            directory, dict(settings, quant_config=dataclasses.asdict(quant_config))
+        )
+        warmup_store = BatchStore(os.path.join(directory, "warmup"), genie_settings)
+    elif directory is not None:
+        warmup_store = BatchStore(directory, genie_settings)
+    space = _stored_or_resolved_input_space(
+        model, store or warmup_store, input_mean, input_std, config, seed, verbose
+    )
+    sizes = [
+        min(config.batch_size, num_samples - start)
+        for start in range(0, num_samples, config.batch_size)
+    ]
+    seeds = [_batch_seed(seed, index) for index in range(len(sizes))]
+    label = "GENIE warm-up" if method == "sadag" else method
+    batches, states = _synthesized_batches(
+        model,
+        probe,
+        config,
+        sizes,
+        space,
+        seeds,
+        warmup_store,
+        label,
+        verbose,
+        callbacks,
+        keep_states=method == "sadag",
+    )
+    if method != "sadag":
+        return np.concatenate(batches)
+    if warmup_store is not None:
+        warmup_store.save_json(_INPUT_SPACE_FILE, space.to_dict())
+    q0 = sadag.load_or_make_q0(
+        model,
+        np.concatenate(batches),
+        quant_config,
+        config,
+        seed,
+        directory,
+        verbose,
+    )
+    return sadag.refine_batches(
+        model,
+        q0,
+        states,
+        sizes,
+        config,
+        space,
+        seeds,
+        store=store,
+        verbose=verbose,
+        callbacks=callbacks,
+    )
+
+
+def _synthesized_batches(
+    model,
+    probe,
+    config,
+    sizes,
+    space,
+    seeds,
+    store,
+    label,
+    verbose,
+    callbacks,
+    keep_states=False,
+):
+    """Synthesized (or loaded) batches, and a function returning a batch's state.
+
+    With `keep_states`, each batch's generator state is kept too (saved
+    beside the batch with a store, else in memory); a saved batch without
+    its state is synthesized again (the same seed gives the same batch).
+    """
+    image_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    batches, in_memory = [], {}
+    for index, size in enumerate(sizes):
         images = store.load(index, (size, *image_shape)) if store else None
+        if images is not None and keep_states and store.load_arrays(index) is None:
+            images = None
         if images is None:
             if verbose:
                 print(
-                    f"Synthesis batch {index + 1}/{num_batches} "
-                    f"({method}, {size} images)"
+                    f"Synthesis batch {index + 1}/{len(sizes)} ({label}, {size} images)"
                 )
-            images = _synthesize_batch(
-                model,
-                config,
-                size,
-                space,
-                _batch_seed(seed, index),
-                index,
-                verbose,
-                callbacks,
+            images, state = _synthesize_batch(
+                model, config, size, space, seeds[index], index, verbose, callbacks
             )
             check = diagnostics.check_images(images, probe, space)
             diagnostics.warn_if_degenerate(check, model.name, index, space)
             if store:
+                if keep_states:
+                    store.save_arrays(index, state)
                 store.save(index, images)
+            elif keep_states:
+                in_memory[index] = state
         batches.append(images)
-    return np.concatenate(batches)
+
+    def state_of(index):
+        return in_memory[index] if index in in_memory else store.load_arrays(index)
+
+    return batches, state_of
 
 
 _INPUT_SPACE_FILE = "input_space.json"
@@ -338,7 +509,7 @@ def _synthesize_batch(model, config, size, space, seed, index, verbose, callback
     images = trainer.images()
     if not np.all(np.isfinite(images)):
         raise FloatingPointError(f"Synthesis batch {index} produced non-finite images.")
-    return images
+    return images, trainer.state()
 
 
 def _batch_seed(seed, index):

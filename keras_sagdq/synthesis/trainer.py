@@ -63,16 +63,7 @@ class SynthesisTrainer(keras.Model):
                 name="latents",
             )
             self._groups = [[self.codes], list(self.generator.trainable_variables)]
-            decay = keras.optimizers.schedules.ExponentialDecay(
-                config.generator_lr,
-                config.generator_decay_steps,
-                config.generator_decay,
-                staircase=True,
-            )
-            self._optimizers = [
-                keras.optimizers.Adam(config.latent_lr),
-                keras.optimizers.Adam(decay),
-            ]
+            self._optimizers = self._generator_optimizers(config)
         else:
             self.generator = None
             self.codes = keras.Variable(
@@ -108,6 +99,41 @@ class SynthesisTrainer(keras.Model):
         self._bad_steps = keras.Variable(0.0, trainable=False, name="plateau_bad_steps")
         self.compile(jit_compile=False)
         self.built = True
+
+    def _generator_optimizers(self, config):
+        """Adam for the latents and for the generator, in that order."""
+        decay = keras.optimizers.schedules.ExponentialDecay(
+            config.generator_lr,
+            config.generator_decay_steps,
+            config.generator_decay,
+            staircase=True,
+        )
+        return [keras.optimizers.Adam(config.latent_lr), keras.optimizers.Adam(decay)]
+
+    def state(self):
+        """The latents (or pixels) and generator weights, as named numpy arrays."""
+        arrays = {"latents": ops.convert_to_numpy(self.codes.value)}
+        if self.generator is not None:
+            for i, weight in enumerate(self.generator.get_weights()):
+                arrays[f"generator_{i:03d}"] = weight
+        return arrays
+
+    def set_state(self, arrays):
+        """Restore what `state()` returned (e.g. to continue a finished batch).
+
+        Raises:
+            ValueError: if the arrays do not fit this trainer.
+        """
+        names = sorted(self.state())
+        if sorted(arrays) != names:
+            raise ValueError(
+                f"Saved synthesis state has arrays {sorted(arrays)}, expected {names}."
+            )
+        self.codes.assign(arrays["latents"])
+        if self.generator is not None:
+            self.generator.set_weights(
+                [arrays[n] for n in names if n.startswith("generator_")]
+            )
 
     def _standardized(self):
         if self.generator is None:

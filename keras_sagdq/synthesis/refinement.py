@@ -1,0 +1,229 @@
+"""SADAG's refinement as a Keras model: `fit` continues one GENIE batch.
+
+Each step moves the batch's generator and latents so that, besides matching
+the BatchNorm statistics, the last-layer gradient of every sample under the
+warm-up quantized model `q0` agrees with the gradient at a nearby sample
+(gradient matching, a sharpness proxy) and differs from the gradients of
+the other samples (gradient diversity).
+
+Reference:
+    - [Dung et al., 2024. Sharpness-Aware Data Generation for Zero-shot
+      Quantization](https://arxiv.org/abs/2510.07018)
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_sagdq import backend
+from keras_sagdq.graph import tracing
+from keras_sagdq.graph.head import find_classifier_head
+from keras_sagdq.graph.head import pre_activation_logits
+from keras_sagdq.synthesis.losses import bn_statistics_loss
+from keras_sagdq.synthesis.losses import gradient_diversity_loss
+from keras_sagdq.synthesis.losses import gradient_matching_loss
+from keras_sagdq.synthesis.losses import input_prior_loss
+from keras_sagdq.synthesis.trainer import SynthesisTrainer
+
+
+class HeadPair:
+    """The float model and `q0` side by side, up to their classifier heads.
+
+    Args:
+        probe: `BatchNormProbe` of the float model (no swing shifts).
+        qmodel: the warm-up quantized model `q0`, in the mode it is used
+            in (hard rounding, activation quantizers on).
+
+    Raises:
+        ValueError: if either model's output is not a Dense layer.
+
+    Example:
+
+    >>> from keras_sagdq.synthesis import BatchNormProbe
+    >>> pair = HeadPair(BatchNormProbe(model), qmodel)
+    >>> bn_inputs, features, residuals = pair(images)
+    """
+
+    def __init__(self, probe, qmodel):
+        self.probe = probe
+        self.f_head = find_classifier_head(probe.graph, probe.model.name)
+        self.q_graph = tracing.trace(qmodel)
+        self.q_head = find_classifier_head(self.q_graph, qmodel.name)
+        shape = tuple(probe.model.inputs[0].shape[1:])
+        _, features, _ = self(np.zeros((2, *shape), "float32"))
+        if len(features.shape) != 2:
+            raise ValueError(
+                f"The last Dense layer {self.f_head.layer.name!r} of model "
+                f"{probe.model.name!r} has a rank-{len(features.shape)} input; "
+                "SADAG needs a flat (batch, features) input there. Add a Flatten "
+                "or a pooling layer before it."
+            )
+
+    def __call__(self, images):
+        """`(BatchNorm inputs, h, r)` for `images`.
+
+        `h` is the input of `q0`'s last Dense as `q0` computes it, `r` the
+        pre-activation logits of the float model minus those of `q0`.
+        """
+        _, bn_inputs, (f_features,) = self.probe.run(images, [self.f_head.input_ids[0]])
+        _, (q_features,) = tracing.tap(self.q_graph, images, [self.q_head.input_ids[0]])
+        residuals = pre_activation_logits(
+            self.f_head.layer, f_features
+        ) - pre_activation_logits(self.q_head.layer, q_features)
+        return bn_inputs, q_features, residuals
+
+    def features(self, images, batch_size=256):
+        """`(h, r)` of `images` as numpy arrays (for the diversity memory)."""
+        parts = [
+            self(images[i : i + batch_size])[1:]
+            for i in range(0, len(images), batch_size)
+        ]
+        return tuple(
+            np.concatenate([ops.convert_to_numpy(p[k]) for p in parts]) for k in (0, 1)
+        )
+
+
+class RefinementTrainer(SynthesisTrainer):
+    """Refines one batch: `L_BN + prior + gm_weight * L_GM + div_weight * L_div`.
+
+    Starts from a fresh generator; `set_state` loads the batch's warm-up
+    generator and latents (`SynthesisTrainer.state()` of its GENIE run).
+    Latents and generator use Adam at the constant rates
+    `refine_latent_lr` and `refine_generator_lr`. Neighbors are
+    `z' = z + rho * u / ||u||` per sample, with `u` the gradient of the
+    summed logit disagreement `0.5 * sum ||f(x) - q0(x)||^2` with respect to
+    all latents (`neighbor="sam"`; the generator's batch-statistics
+    BatchNorm couples the samples, so a per-sample gradient does not exist),
+    or a random direction (`neighbor="random"`). BatchNorm statistics are
+    matched on the samples only, without swing shifts.
+
+    `fit` logs `loss`, `bn`, `prior`, `gm`, `div` and `cosine`, the mean
+    cosine between the gradients of samples and neighbors.
+
+    Args:
+        pair: the `HeadPair` of the float model and `q0`.
+        config: a `SynthesisConfig`.
+        batch_size: images in this batch.
+        input_mean: per-channel mean of the model's input space.
+        input_std: per-channel std of the model's input space.
+        earlier: optional `(h, r)` numpy arrays of earlier batches' samples,
+            the constant part of the diversity loss.
+        seed: seed of the fresh generator and of random neighbors.
+
+    Example:
+
+    >>> from keras_sagdq.synthesis import BatchNormProbe, synthesis_config
+    >>> pair = HeadPair(BatchNormProbe(model), qmodel)
+    >>> config = synthesis_config("sadag", refine_steps=2)
+    >>> trainer = RefinementTrainer(pair, config, 8, input_mean=0.29, input_std=0.35)
+    >>> history = trainer.run(config.refine_steps, "batch 0", verbose=0)
+    >>> trainer.images().shape
+    (8, 28, 28, 1)
+    """
+
+    def __init__(
+        self,
+        pair,
+        config,
+        batch_size,
+        input_mean,
+        input_std,
+        earlier=None,
+        seed=0,
+        **kwargs,
+    ):
+        if not config.generator:
+            raise ValueError(
+                "SADAG refines a generator and its latents; the config has "
+                f"generator={config.generator!r}."
+            )
+        super().__init__(
+            pair.probe, config, batch_size, input_mean, input_std, seed=seed, **kwargs
+        )
+        self._pair = pair
+        self._earlier = earlier if earlier is not None and len(earlier[0]) else None
+        self._direction = keras.Variable(
+            np.zeros((batch_size, config.latent_dim), "float32"),
+            trainable=False,
+            name="neighbor_direction",
+        )
+        self._step = keras.Variable(0, dtype="int32", trainable=False, name="step")
+        self._neighbor_seed = keras.random.SeedGenerator(seed + 1)
+
+    def _generator_optimizers(self, config):
+        return [
+            keras.optimizers.Adam(config.refine_latent_lr),
+            keras.optimizers.Adam(config.refine_generator_lr),
+        ]
+
+    def _images_of(self, codes):
+        return self._to_input_space(self.generator(codes, training=True))
+
+    def _disagreement_direction(self):
+        def disagreement():
+            _, _, residuals = self._pair(self._images_of(self.codes.value))
+            return 0.5 * ops.sum(ops.square(residuals))
+
+        _, (gradient,) = backend.value_and_grad(disagreement, [self.codes])
+        return ops.stop_gradient(gradient)
+
+    def _direction_now(self):
+        c = self._config
+        if c.neighbor == "random":
+            return keras.random.normal(
+                ops.shape(self.codes.value), seed=self._neighbor_seed
+            )
+        if c.neighbor_every == 1:
+            return self._disagreement_direction()
+        direction = ops.cond(
+            ops.equal(self._step % c.neighbor_every, 0),
+            self._disagreement_direction,
+            lambda: self._direction.value,
+        )
+        self._direction.assign(direction)
+        return direction
+
+    def train_step(self, data):
+        c = self._config
+        direction = self._direction_now()
+        # A zero gradient row leaves that sample its own neighbor.
+        norm = ops.sqrt(ops.sum(ops.square(direction), axis=-1, keepdims=True))
+        offset = c.rho * direction / ops.maximum(norm, 1e-12)
+        size = self.codes.shape[0]
+        parts = {}
+
+        def loss_fn():
+            codes = self.codes.value
+            standardized = self.generator(codes, training=True)
+            images = self._to_input_space(standardized)
+            neighbors = self._images_of(codes + offset)
+            bn_inputs, h, r = self._pair(ops.concatenate([images, neighbors], 0))
+            parts["bn"] = bn_statistics_loss(
+                [a[:size] for a in bn_inputs], self._means, self._stds
+            )
+            parts["prior"] = input_prior_loss(standardized)
+            parts["gm"] = gradient_matching_loss(h[:size], r[:size], h[size:], r[size:])
+            earlier = self._earlier or (None, None)
+            parts["div"] = gradient_diversity_loss(
+                h[:size], r[:size], earlier[0], earlier[1], delta=c.delta
+            )
+            return (
+                parts["bn"]
+                + c.prior_weight * parts["prior"]
+                + c.gm_weight * parts["gm"]
+                + c.div_weight * parts["div"]
+            )
+
+        variables = [v for group in self._groups for v in group]
+        loss, grads = backend.value_and_grad(loss_fn, variables)
+        start = 0
+        for optimizer, group in zip(self._optimizers, self._groups):
+            optimizer.apply(grads[start : start + len(group)], group)
+            start += len(group)
+        self._step.assign(self._step + 1)
+        parts = {k: ops.stop_gradient(v) for k, v in parts.items()}
+        return {
+            "loss": ops.stop_gradient(loss),
+            **parts,
+            "cosine": 1.0 - parts["gm"],
+        }
