@@ -42,6 +42,7 @@ from keras_sagdq.models import REFERENCE_MODELS
 from keras_sagdq.models import load_shipped_model
 from keras_sagdq.models import shipped_model_input
 from keras_sagdq.models import zoo
+from keras_sagdq.synthesis.synthesize import SADAG_FIELDS
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BITS = {"W8A8": (8, 8), "W4A4": (4, 4), "W3A3": (3, 3), "W2A4": (2, 4)}
@@ -55,7 +56,8 @@ _SETTINGS = flags.DEFINE_list("bits", list(BITS), "Bit settings.")
 _SOURCES = flags.DEFINE_list(
     "calibration",
     ["real", "gaussian"],
-    "Calibration sources: real, gaussian, genie, zeroq.",
+    "Calibration sources: real, gaussian, genie, zeroq, sadag (one synthesis per "
+    "bit setting; its warm-up is the genie directory of the same seed).",
 )
 _SYNTHESIS_PROFILE = flags.DEFINE_enum(
     "synthesis_profile", "fast", ["fast", "paper"], "Synthesis profile."
@@ -120,20 +122,48 @@ def load_model(name):
     return load_shipped_model(name), lambda x: shipped_model_input(x, name)
 
 
+def synthetic_directory(model_name, source, options, seed):
+    label = options_label(options).replace(", ", "_").replace("=", "-")
+    return os.path.join(
+        _SYNTHETIC_DIR.value, f"{model_name}_{source}_{label}_seed{seed}"
+    )
+
+
+def genie_options(options):
+    """`options` without the fields only SADAG reads."""
+    return {k: v for k, v in options.items() if k not in SADAG_FIELDS}
+
+
 def calibration_images(
-    source, num_samples, model, model_name, options, seed=0, to_input=None
+    source, num_samples, model, model_name, options, seed=0, to_input=None, setting=None
 ):
-    """Calibration images and seconds per synthesis step (None if not synthesized)."""
+    """Calibration images and seconds per synthesis step (None if not synthesized).
+
+    `setting` (a key of `BITS`) is needed by `sadag`, whose images depend on it.
+    """
     if source == "real":
         images, _ = load_fashion_mnist("train")
         return (to_input or (lambda x: x))(images[:num_samples]), None
     if source == "gaussian":
         return ks.synthesize(model, num_samples, method="gaussian", seed=seed), None
-    if source in ("genie", "zeroq"):
-        label = options_label(options).replace(", ", "_").replace("=", "-")
-        directory = os.path.join(
-            _SYNTHETIC_DIR.value, f"{model_name}_{source}_{label}_seed{seed}"
-        )
+    if source in ("genie", "zeroq", "sadag"):
+        if source == "genie":
+            options = genie_options(options)
+        directory = synthetic_directory(model_name, source, options, seed)
+        extra = {}
+        if source == "sadag":
+            # One directory per bit setting; the warm-up is the GENIE
+            # directory of the same seed, shared by every setting.
+            directory = f"{directory}_{setting}"
+            warmup = synthetic_directory(
+                model_name, "genie", genie_options(options), seed
+            )
+            os.makedirs(warmup, exist_ok=True)
+            os.makedirs(directory, exist_ok=True)
+            link = os.path.join(directory, "warmup")
+            if not os.path.lexists(link):
+                os.symlink(os.path.abspath(warmup), link)
+            extra["quant_config"] = ks.QuantConfig(*BITS[setting])
         timing_path = os.path.join(directory, "timing.json")
         existing = len(glob.glob(os.path.join(directory, "batch_*.npy")))
         start = time.time()
@@ -145,6 +175,7 @@ def calibration_images(
             directory=directory,
             verbose=2,
             **options,
+            **extra,
         )
         seconds = time.time() - start
         config = ks.synthesis.synthesis_config(source, **options)
@@ -152,14 +183,21 @@ def calibration_images(
         if made:
             # Batches synthesized by this call (not loaded): record the time per step.
             with open(timing_path, "w") as f:
+                # SADAG: the seconds include the warm-up and q0 when they
+                # were made by this call too; steps are refinement steps.
+                steps = config.refine_steps if source == "sadag" else config.steps
                 json.dump(
                     {
                         "seconds": seconds,
-                        "steps": made * config.steps,
+                        "steps": made * steps,
                         "backend": keras.backend.backend(),
                     },
                     f,
                 )
+        # No timing for batches made by another call (e.g. a GENIE directory
+        # filled as SADAG's warm-up).
+        if not os.path.exists(timing_path):
+            return images, None
         with open(timing_path) as f:
             timing = json.load(f)
         return images, timing
@@ -318,66 +356,72 @@ def run_rows(
     ]
     print(rows[-1])
     save_row(rows[-1])
-    for seed, source in itertools.product(seeds, sources):
-        images, timing = calibration_images(
-            source,
-            num_samples,
-            model,
-            model_name,
-            synthesis_options,
-            seed=seed,
-            to_input=to_input,
+    cache = {}
+    for seed, source, method, setting in itertools.product(
+        seeds, sources, methods, settings
+    ):
+        key = (seed, source, setting if source == "sadag" else None)
+        if key not in cache:
+            cache = {
+                key: calibration_images(
+                    source,
+                    num_samples,
+                    model,
+                    model_name,
+                    synthesis_options,
+                    seed=seed,
+                    to_input=to_input,
+                    setting=setting,
+                )
+            }
+        images, timing = cache[key]
+        used_options = (
+            genie_options(synthesis_options) if source == "genie" else synthesis_options
         )
         label = f"{source} ({len(images)})"
+        if source in ("genie", "zeroq", "sadag"):
+            label = f"{source} ({len(images)}, {options_label(used_options)})"
+        qmodel, seconds = quantize_with(
+            method, model, setting, images, dict(options, seed=seed)
+        )
+        start = time.time()
+        accuracy = top1(qmodel, x_test, y_test)
+        seconds["evaluate"] = time.time() - start
         if timing:
-            label = f"{source} ({len(images)}, {options_label(synthesis_options)})"
-        for method in methods:
-            for setting in settings:
-                qmodel, seconds = quantize_with(
-                    method, model, setting, images, dict(options, seed=seed)
+            seconds = {
+                "synthesize": timing["seconds"],
+                "synthesis_s_per_step": timing["seconds"] / timing["steps"],
+                **seconds,
+            }
+        name = method if method == "rtn" else f"{method} ({options_label(options)})"
+        rows.append(
+            dict(
+                common,
+                seed=seed,
+                bits=setting,
+                calibration=label,
+                method=name,
+                top1=accuracy,
+                seconds=seconds,
+                peak_mb=peak_memory_mb(),
+                # Every step count and rate the row depends on.
+                configs=row_configs(source, method, used_options, options),
+            )
+        )
+        if _MODELS_DIR.value:
+            os.makedirs(_MODELS_DIR.value, exist_ok=True)
+            qmodel.save(
+                os.path.join(
+                    _MODELS_DIR.value,
+                    f"{model_name}_{setting}_{source}_{method}_seed{seed}.keras",
                 )
-                start = time.time()
-                accuracy = top1(qmodel, x_test, y_test)
-                seconds["evaluate"] = time.time() - start
-                if timing:
-                    seconds = {
-                        "synthesize": timing["seconds"],
-                        "synthesis_s_per_step": timing["seconds"] / timing["steps"],
-                        **seconds,
-                    }
-                name = (
-                    method
-                    if method == "rtn"
-                    else f"{method} ({options_label(options)})"
-                )
-                rows.append(
-                    dict(
-                        common,
-                        seed=seed,
-                        bits=setting,
-                        calibration=label,
-                        method=name,
-                        top1=accuracy,
-                        seconds=seconds,
-                        peak_mb=peak_memory_mb(),
-                        # Every step count and rate the row depends on.
-                        configs=row_configs(source, method, synthesis_options, options),
-                    )
-                )
-                if _MODELS_DIR.value:
-                    os.makedirs(_MODELS_DIR.value, exist_ok=True)
-                    qmodel.save(
-                        os.path.join(
-                            _MODELS_DIR.value,
-                            f"{model_name}_{setting}_{source}_{method}_seed{seed}.keras",
-                        )
-                    )
-                if _EXPORT_DIR.value:
-                    rows[-1]["tflite"] = export_row(
-                        qmodel, model, model_name, setting, images, x_test, y_test
-                    )
-                print(rows[-1], flush=True)
-                save_row(rows[-1])
+            )
+        if _EXPORT_DIR.value:
+            rows[-1]["tflite"] = export_row(
+                qmodel, model, model_name, setting, images, x_test, y_test
+            )
+        print(rows[-1], flush=True)
+        save_row(rows[-1])
     return rows
 
 
@@ -400,7 +444,7 @@ def options_label(options):
 def row_configs(source, method, synthesis_options, options):
     """The full synthesis and reconstruction configs behind a row (None if unused)."""
     configs = {"synthesis": None, "reconstruction": None}
-    if source in ("genie", "zeroq"):
+    if source in ("genie", "zeroq", "sadag"):
         config = ks.synthesis.synthesis_config(source, **synthesis_options)
         configs["synthesis"] = dataclasses.asdict(config)
     if method == "reconstruct":

@@ -1,12 +1,20 @@
-"""Seconds per synthesis step on the active backend, per reference model.
+"""Seconds per synthesis step on the active backend: GENIE and SADAG refinement.
 
     KERAS_BACKEND=tensorflow python benchmarks/synthesis_speed.py
     KERAS_BACKEND=torch python benchmarks/synthesis_speed.py
 
-Times `--steps` GENIE steps on one batch, excluding the first step (graph
-tracing on TensorFlow), and merges one row per (model, backend, method) into
-`benchmarks/synthesis_speed.json`. Prints the TF / torch ratio when both
-backends have rows.
+For each reference model, in one process and one after the other: a GENIE
+step (`SynthesisTrainer`) and a SADAG refinement step (`RefinementTrainer`,
+with the neighbor direction recomputed every step and every
+`--neighbor_every` steps) on one batch of `--batch_size` images. The first
+step of each run is not timed (graph tracing on TensorFlow). The images are
+synthesized in an assumed [0, 1] input space and `q0` is calibrated, not
+reconstructed: the step cost does not depend on either.
+
+Each row records the commit, backend, batch size, steps and seconds per
+step, and the end-to-end synthesis time of `sadag` relative to `genie` at
+the paper and fast profiles' step counts (`q0`'s reconstruction not
+counted). Rows are merged into `benchmarks/synthesis_speed.json`.
 """
 
 import json
@@ -17,21 +25,31 @@ import time
 import keras
 from absl import app
 from absl import flags
+from provenance import git_commit
 
 import keras_sagdq as ks
 from keras_sagdq.models import REFERENCE_MODELS
 from keras_sagdq.models import load_reference_model
+from keras_sagdq.synthesis import BatchNormProbe
+from keras_sagdq.synthesis import synthesis_config
+from keras_sagdq.synthesis.refinement import HeadPair
+from keras_sagdq.synthesis.refinement import RefinementTrainer
+from keras_sagdq.synthesis.synthesize import PROFILES
+from keras_sagdq.synthesis.trainer import SynthesisTrainer
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _MODELS = flags.DEFINE_list("models", list(REFERENCE_MODELS), "Reference models.")
-_METHODS = flags.DEFINE_list("methods", ["genie"], "Synthesis methods to time.")
-_STEPS = flags.DEFINE_integer("steps", 30, "Timed steps (plus one untimed).")
+_STEPS = flags.DEFINE_integer("steps", 20, "Timed steps per run (plus one untimed).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Images per batch.")
+_NEIGHBOR_EVERY = flags.DEFINE_integer(
+    "neighbor_every", 4, "The cheaper refinement: a new neighbor direction every k."
+)
 _RESULTS = flags.DEFINE_string(
     "results",
     os.path.join(_ROOT, "benchmarks", "synthesis_speed.json"),
     "JSON results file.",
 )
+_SPACE = (0.286, 0.353)
 
 
 class _StepTimer(keras.callbacks.Callback):
@@ -42,54 +60,75 @@ class _StepTimer(keras.callbacks.Callback):
         self.timed = step
 
 
+def _seconds_per_step(trainer, steps):
+    timer = _StepTimer()
+    trainer.run(steps + 1, "timing", verbose=0, callbacks=[timer])
+    return (timer.end - timer.start) / timer.timed
+
+
+def _end_to_end_ratio(genie, refine, profile):
+    config = PROFILES[("sadag", profile)]
+    return (config.steps * genie + config.refine_steps * refine) / (
+        config.steps * genie
+    )
+
+
+def time_model(name, steps, batch_size, neighbor_every):
+    model = load_reference_model(name)
+    probe = BatchNormProbe(model, swing=True, seed=0)
+    config = synthesis_config("sadag", batch_size=batch_size)
+    genie = SynthesisTrainer(probe, config, batch_size, *_SPACE, seed=0)
+    seconds = {"genie": _seconds_per_step(genie, steps)}
+    q0 = ks.quantize_model(model, ks.QuantConfig(4, 4))
+    ks.calibrate_activations(q0, genie.images())
+    ks.set_mode(q0, "hard")
+    pair = HeadPair(BatchNormProbe(model), q0)
+    for every in (1, neighbor_every):
+        refine_config = synthesis_config(
+            "sadag", batch_size=batch_size, neighbor_every=every
+        )
+        trainer = RefinementTrainer(pair, refine_config, batch_size, *_SPACE)
+        trainer.set_state(genie.state())
+        seconds[f"refine_every_{every}"] = _seconds_per_step(trainer, steps)
+    return dict(
+        model=name,
+        backend=keras.backend.backend(),
+        commit=git_commit(),
+        batch_size=batch_size,
+        timed_steps=steps,
+        seconds_per_step=seconds,
+        refine_over_genie={
+            k: v / seconds["genie"] for k, v in seconds.items() if k != "genie"
+        },
+        sadag_over_genie_end_to_end={
+            f"{profile}, neighbor every {every}": _end_to_end_ratio(
+                seconds["genie"], seconds[f"refine_every_{every}"], profile
+            )
+            for profile in ("paper", "fast")
+            for every in (1, neighbor_every)
+        },
+        machine=f"{platform.machine()}, {os.cpu_count()} CPUs",
+    )
+
+
 def main(argv):
     del argv
     rows = []
     if os.path.exists(_RESULTS.value):
         with open(_RESULTS.value) as f:
-            rows = json.load(f)
+            rows = [r for r in json.load(f) if "commit" in r]
     for name in _MODELS.value:
-        model = load_reference_model(name)
-        for method in _METHODS.value:
-            timer = _StepTimer()
-            ks.synthesize(
-                model,
-                _BATCH_SIZE.value,
-                method=method,
-                steps=_STEPS.value + 1,
-                batch_size=_BATCH_SIZE.value,
-                verbose=0,
-                callbacks=[timer],
-            )
-            row = dict(
-                model=name,
-                backend=keras.backend.backend(),
-                method=method,
-                batch_size=_BATCH_SIZE.value,
-                seconds_per_step=(timer.end - timer.start) / timer.timed,
-                machine=f"{platform.machine()}, {os.cpu_count()} CPUs",
-            )
-            print(row, flush=True)
-            rows = [
-                r
-                for r in rows
-                if (r["model"], r["backend"], r["method"])
-                != (name, row["backend"], method)
-            ]
-            rows.append(row)
-    with open(_RESULTS.value, "w") as f:
-        json.dump(rows, f, indent=1)
-    by_key = {
-        (r["model"], r["method"], r["backend"]): r["seconds_per_step"] for r in rows
-    }
-    for (model, method, backend), seconds in sorted(by_key.items()):
-        if backend == "torch" and (model, method, "tensorflow") in by_key:
-            tf_seconds = by_key[(model, method, "tensorflow")]
-            print(
-                f"{model} {method}: tensorflow {tf_seconds:.3f} s/step, torch "
-                f"{seconds:.3f} "
-                f"s/step, torch / tensorflow = {seconds / tf_seconds:.2f}"
-            )
+        row = time_model(name, _STEPS.value, _BATCH_SIZE.value, _NEIGHBOR_EVERY.value)
+        print(json.dumps(row, indent=1), flush=True)
+        rows = [
+            r
+            for r in rows
+            if (r["model"], r["backend"], r["batch_size"])
+            != (name, row["backend"], row["batch_size"])
+        ]
+        rows.append(row)
+        with open(_RESULTS.value, "w") as f:
+            json.dump(rows, f, indent=1)
 
 
 if __name__ == "__main__":
