@@ -22,9 +22,33 @@ ruff check .
 ruff format --check .
 
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+# The two backends run at the same time: much of a test's time is
+# single-threaded (Python, graph tracing), so two processes share 2 cores
+# better than one after the other. Each writes its own log, printed whole
+# at the end. KERAS_SAGDQ_SERIAL_TESTS=1 runs them one after the other.
+logs="$(mktemp -d)"
+trap 'rm -rf "${logs}"' EXIT
+run_backend() {
+    KERAS_BACKEND="$1" python -m pytest -p no:cacheprovider "${@:2}"
+}
 status=0
+if [ -n "${KERAS_SAGDQ_SERIAL_TESTS:-}" ]; then
+    for backend in tensorflow torch; do
+        echo "=== KERAS_BACKEND=${backend} ==="
+        run_backend "${backend}" "$@" || status=$?
+    done
+    exit "${status}"
+fi
+declare -A pids
 for backend in tensorflow torch; do
-    echo "=== KERAS_BACKEND=${backend} ==="
-    KERAS_BACKEND="${backend}" python -m pytest "$@" || status=$?
+    run_backend "${backend}" "$@" >"${logs}/${backend}.log" 2>&1 &
+    pids[${backend}]=$!
+done
+for backend in tensorflow torch; do
+    backend_status=0
+    wait "${pids[${backend}]}" || backend_status=$?
+    echo "=== KERAS_BACKEND=${backend} (exit ${backend_status}) ==="
+    cat "${logs}/${backend}.log"
+    [ "${backend_status}" = 0 ] || status="${backend_status}"
 done
 exit "${status}"
