@@ -426,14 +426,20 @@ def run_rows(
 
 
 def parse_options(items):
-    """`["steps=500", "rounding_lr=0.01", "swing=false"]` -> a dict of typed values."""
+    """`["steps=500", "rounding_lr=0.01", "swing=false", "neighbor=random"]` -> a
+    dict of typed values (bool, int, float, else the string)."""
     options = {}
     for item in items:
         key, _, value = item.partition("=")
         if value.lower() in ("true", "false"):
             options[key] = value.lower() == "true"
+        elif value.lstrip("-").isdigit():
+            options[key] = int(value)
         else:
-            options[key] = int(value) if value.lstrip("-").isdigit() else float(value)
+            try:
+                options[key] = float(value)
+            except ValueError:
+                options[key] = value  # e.g. neighbor=random
     return options
 
 
