@@ -250,13 +250,7 @@ class BlockTrainer(keras.Model):
             parts["rounding"] = weight * rounding
             return parts["reconstruction"] + parts["rounding"]
 
-        variables = [v for group in self._groups for v in group]
-        loss, grads = backend.value_and_grad(loss_fn, variables)
-        start = 0
-        for optimizer, group in zip(self._optimizers, self._groups):
-            if group:
-                optimizer.apply(grads[start : start + len(group)], group)
-            start += len(group)
+        loss = backend.minimize_step(loss_fn, self._optimizers, self._groups)
         self._iteration.assign_add(1.0)
         return {"loss": loss, **parts, "beta": beta}
 

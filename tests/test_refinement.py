@@ -18,6 +18,7 @@ from tests.test_case import TestCase
 from tests.test_case import random_images
 from tests.test_case import tiny_resnet
 from tests.test_case import to_numpy
+from tests.test_synthesize import _Record
 
 _QUICK = dict(batch_size=4, latent_dim=16, swing=False)
 _SPACE = (127.5, 64.0)
@@ -180,12 +181,3 @@ class RefinementTrainerTest(TestCase):
         alone, _ = self.refine()
         remembered, _ = self.refine(earlier=True)
         self.assertGreater(np.abs(alone.images() - remembered.images()).max(), 1e-3)
-
-
-class _Record(keras.callbacks.Callback):
-    def __init__(self, key):
-        super().__init__()
-        self.key, self.values = key, []
-
-    def on_train_batch_end(self, step, logs=None):
-        self.values.append(float(logs[self.key]))

@@ -45,3 +45,36 @@ def value_and_grad(loss_fn, variables):
         for a variable the loss does not depend on).
     """
     return _impl().value_and_grad(loss_fn, list(variables))
+
+
+def minimize_step(loss_fn, optimizers, groups):
+    """One step of several optimizers, each on its own group of variables.
+
+    The trainers of the library give different variables different rates
+    (latents and generator, steps and rounding logits); this is their one
+    update rule. Empty groups are skipped.
+
+    Args:
+        loss_fn: as in `value_and_grad`.
+        optimizers: one Keras optimizer per group, built on it.
+        groups: lists of `keras.Variable`.
+
+    Returns:
+        The loss, without its gradient.
+
+    Example:
+
+    >>> v = keras.Variable(3.0)
+    >>> optimizer = keras.optimizers.SGD(0.1)
+    >>> optimizer.build([v])
+    >>> float(minimize_step(lambda: v * v, [optimizer], [[v]]))
+    9.0
+    """
+    variables = [v for group in groups for v in group]
+    loss, grads = value_and_grad(loss_fn, variables)
+    start = 0
+    for optimizer, group in zip(optimizers, groups):
+        if group:
+            optimizer.apply(grads[start : start + len(group)], group)
+        start += len(group)
+    return keras.ops.stop_gradient(loss)

@@ -214,16 +214,11 @@ class RefinementTrainer(SynthesisTrainer):
                 + c.div_weight * parts["div"]
             )
 
-        variables = [v for group in self._groups for v in group]
-        loss, grads = backend.value_and_grad(loss_fn, variables)
-        start = 0
-        for optimizer, group in zip(self._optimizers, self._groups):
-            optimizer.apply(grads[start : start + len(group)], group)
-            start += len(group)
+        loss = backend.minimize_step(loss_fn, self._optimizers, self._groups)
         self._step.assign(self._step + 1)
         parts = {k: ops.stop_gradient(v) for k, v in parts.items()}
         return {
-            "loss": ops.stop_gradient(loss),
+            "loss": loss,
             **parts,
             "cosine": 1.0 - parts["gm"],
         }

@@ -205,13 +205,7 @@ class SynthesisTrainer(keras.Model):
                 loss = loss + self._config.prior_weight * parts["prior"]
             return loss
 
-        variables = [v for group in self._groups for v in group]
-        loss, grads = backend.value_and_grad(loss_fn, variables)
-        start = 0
-        for optimizer, group in zip(self._optimizers, self._groups):
-            optimizer.apply(grads[start : start + len(group)], group)
-            start += len(group)
-        loss = ops.stop_gradient(loss)
+        loss = backend.minimize_step(loss_fn, self._optimizers, self._groups)
         self._reduce_on_plateau(loss)
         return {"loss": loss, **parts, "latent_lr": self._optimizers[0].learning_rate}
 
