@@ -35,7 +35,11 @@ def main(argv):
         start = time.time()
         numbers.update(tier.genie_vs_gaussian(name))
         numbers[f"seconds_genie_{name}"] = time.time() - start
-    numbers.update(tier.calibration_only_w4a4(tier.GENIE_MODELS[1]))
+    name = tier.GENIE_MODELS[1]
+    numbers.update(tier.calibration_only_w4a4(name))
+    images = tier.genie_models(name)["images"]
+    numbers[f"{name} genie images mean"] = float(images.mean())
+    numbers[f"{name} genie images std"] = float(images.std())
     start = time.time()
     with tempfile.TemporaryDirectory() as folder:
         for key, agreement in tier.tflite_agreements(folder).items():
