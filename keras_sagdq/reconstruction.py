@@ -238,10 +238,7 @@ class BlockTrainer(keras.Model):
         parts = {}
 
         def loss_fn():
-            # Inference mode: Dropout off, unfolded BatchNorms on their
-            # running statistics; QDrop is on through the quantizers'
-            # `qdrop_probability`, not through `training`.
-            outputs = self._block(inputs, training=False)
+            outputs = self._block(inputs, training=True)
             # Squared error summed over channels, averaged over the rest.
             parts["reconstruction"] = ops.mean(
                 ops.sum(ops.square(outputs - target), axis=-1)

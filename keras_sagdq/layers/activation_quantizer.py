@@ -19,11 +19,9 @@ class ActivationQuantizer(keras.layers.Layer):
     `keras_sagdq.calibrate_activations` helper does it for a whole model).
     Until then the layer passes its input through unchanged.
 
-    While `qdrop_probability > 0`, each element keeps its float value with
-    that probability (QDrop), which makes block reconstruction generalize
-    better. Reconstruction sets it for the block it trains and back to 0
-    after, so the rest of the model, and Dropout or BatchNorm layers, run in
-    inference mode meanwhile.
+    During training calls with `qdrop_probability > 0`, each element keeps
+    its float value with that probability (QDrop), which makes block
+    reconstruction generalize better.
 
     Args:
         bits: activation bit width, 2..8.
@@ -32,7 +30,8 @@ class ActivationQuantizer(keras.layers.Layer):
         mode: `"float"` (pass-through), `"soft"` or `"hard"` (quantize; the
             two are the same for activations and exist so one mode string
             drives a whole model).
-        qdrop_probability: probability of keeping an element float (0: off).
+        qdrop_probability: probability of keeping an element float in
+            training calls.
         seed: seed for the QDrop mask.
         initialized: whether the step already holds a calibrated value
             (set by `initialize`; saved with the layer).
@@ -117,7 +116,7 @@ class ActivationQuantizer(keras.layers.Layer):
         qmin, qmax = self.integer_range
         # Adam normalizes gradient scale, so LSQ's gradient scaling is omitted.
         outputs = quantizers.fake_quantize(inputs, self.step, 0.0, qmin, qmax)
-        if self.qdrop_probability > 0.0:
+        if training and self.qdrop_probability > 0.0:
             keep_float = (
                 keras.random.uniform(ops.shape(inputs), seed=self.seed_generator)
                 < self.qdrop_probability
