@@ -486,9 +486,9 @@ def write_table(results, path):
         ),
     )
     lines = [
-        "| model | backend | bits | method | calibration | top-1 % | Δ vs FP | "
+        "| model | backend | bits | method | calibration | seed | top-1 % | Δ vs FP | "
         "seconds (stages) | peak MB | commit |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     fp = {
         (r["model"], r["backend"], r["quick"]): r["top1"]
@@ -515,23 +515,23 @@ def write_table(results, path):
             stages += f" ({r['seconds']['steps_per_s']:.0f} steps/s)"
         lines.append(
             f"| {r['model']} | {r['backend']} | {r['bits']} | {r['method']} | "
-            f"{r['calibration']} "
+            f"{r['calibration']} | {r.get('seed', 0)} "
             f"| {100 * r['top1']:.2f} | {delta} | {stages} | {r['peak_mb']:.0f} | "
             f"{r.get('commit', '-')} |"
         )
     _replace_section(path, "results", lines)
     exported = [r for r in results if r.get("tflite") and not r["quick"]]
     lines = [
-        "| model | backend | bits | calibration | Keras top-1 % | .tflite top-1 % | Δ "
-        "| .tflite KB | float KB "
+        "| model | backend | bits | method | calibration | Keras top-1 % "
+        "| .tflite top-1 % | Δ | .tflite KB | float KB "
         "| size ratio | int8 ms | float ms | speed-up | commit |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in exported:
         t = r["tflite"]
         lines.append(
-            f"| {r['model']} | {r['backend']} | {r['bits']} | {r['calibration']} | "
-            f"{100 * r['top1']:.2f} "
+            f"| {r['model']} | {r['backend']} | {r['bits']} | {r['method']} "
+            f"| {r['calibration']} | {100 * r['top1']:.2f} "
             f"| {100 * t['top1']:.2f} | {100 * (t['top1'] - r['top1']):+.2f} | "
             f"{t['bytes'] / 1024:.0f} "
             f"| {t['float_bytes'] / 1024:.0f} | {t['float_bytes'] / t['bytes']:.2f}x "
@@ -648,7 +648,11 @@ def main(argv):
             # Only accuracy rows (other scripts' files have other fields).
             every.extend(r for r in json.load(f) if "bits" in r)
     write_table(every, _TABLE.value)
-    print(f"wrote {_RESULTS.value} and {_TABLE.value}")
+    print(
+        f"wrote {_TABLE.value}"
+        if _TABLE_ONLY.value
+        else f"wrote {_RESULTS.value} and {_TABLE.value}"
+    )
 
 
 if __name__ == "__main__":
