@@ -16,9 +16,9 @@ stage="${1:-main}"
 results=benchmarks/results_sadag.json
 common=(--num_samples=512 --methods=reconstruct --results="${results}")
 # GENIE steps per batch that cost what SADAG's warm-up plus refinement cost
-# (fast profile: 200 GENIE steps + 50 refinement steps); set from
+# (fast profile: 200 GENIE steps + 50 refinement steps; measured 1.8-2.0x) from
 # benchmarks/synthesis_speed.json ("sadag_over_genie_end_to_end", fast).
-extra_steps="${GENIE_EXTRA_STEPS:-450}"
+extra_steps="${GENIE_EXTRA_STEPS:-400}"
 
 harness() { python benchmarks/harness.py "${common[@]}" "$@"; }
 
