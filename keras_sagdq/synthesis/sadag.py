@@ -26,7 +26,6 @@ from keras_sagdq.graph.rewrite import quantize_model
 from keras_sagdq.layers import set_mode
 from keras_sagdq.reconstruction import reconstruct
 from keras_sagdq.synthesis import diagnostics
-from keras_sagdq.synthesis.probe import BatchNormProbe
 from keras_sagdq.synthesis.refinement import HeadPair
 from keras_sagdq.synthesis.refinement import RefinementTrainer
 
@@ -90,7 +89,7 @@ def load_or_make_q0(model, images, quant_config, config, seed, directory, verbos
 
 
 def refine_batches(
-    model,
+    probe,
     q0,
     warmup_states,
     sizes,
@@ -104,7 +103,7 @@ def refine_batches(
     """Refine every batch in order; returns the refined images, concatenated.
 
     Args:
-        model: the float model.
+        probe: the `BatchNormProbe` of the float model, without swing shifts.
         q0: the warm-up quantized model.
         warmup_states: `warmup_states(index)` returns a batch's generator
             state (called only for batches not refined yet).
@@ -119,7 +118,7 @@ def refine_batches(
     Raises:
         FloatingPointError: if refinement produces non-finite images.
     """
-    probe = BatchNormProbe(model)
+    model = probe.model
     pair = HeadPair(probe, q0)
     image_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
     batches, earlier = [], []

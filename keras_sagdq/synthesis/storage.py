@@ -97,6 +97,10 @@ class BatchStore:
     def arrays_path(self, index):
         return os.path.join(self.directory, f"state_{index:05d}.npz")
 
+    def has_arrays(self, index):
+        """Whether batch `index` has saved arrays (checked without reading them)."""
+        return os.path.exists(self.arrays_path(index))
+
     def save_arrays(self, index, arrays):
         """Save named numpy arrays for batch `index` (e.g. its generator state)."""
         _write_atomically(self.arrays_path(index), lambda f: np.savez(f, **arrays))

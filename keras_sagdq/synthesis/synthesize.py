@@ -401,7 +401,7 @@ def synthesize(
         verbose,
     )
     return sadag.refine_batches(
-        model,
+        probe,
         q0,
         states,
         sizes,
@@ -437,7 +437,7 @@ def _synthesized_batches(
     batches, in_memory = [], {}
     for index, size in enumerate(sizes):
         images = store.load(index, (size, *image_shape)) if store else None
-        if images is not None and keep_states and store.load_arrays(index) is None:
+        if images is not None and keep_states and not store.has_arrays(index):
             images = None
         if images is None:
             if verbose:
