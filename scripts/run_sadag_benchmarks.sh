@@ -4,15 +4,17 @@
 # synthetic images only. Rows go to benchmarks/results_sadag.json as they
 # finish, each with its commit and seed; a rerun skips nothing but reuses
 # every synthesized batch and warm-up model under benchmarks/synthetic/.
-# Hours on 2 cores: run it with nohup, one stage at a time if need be:
+# Hours on 2 cores: run it with nohup, one setting at a time. Each setting
+# runs seed by seed, all three calibrations of a seed before the next seed,
+# so a stopped run leaves complete comparisons:
 #
-#   nohup bash scripts/run_sadag_benchmarks.sh main > /tmp/sadag.log 2>&1 &
-#   nohup bash scripts/run_sadag_benchmarks.sh extra_time > /tmp/extra.log 2>&1 &
-#   nohup bash scripts/run_sadag_benchmarks.sh ablations > /tmp/ablations.log 2>&1 &
+#   nohup bash scripts/run_sadag_benchmarks.sh resnet20_w2a4 > /tmp/r.log 2>&1 &
+#   (then mobilenet_w3a3, mobilenet_w2a4, w4a4, ablations; SEEDS="1 2" to
+#   run some seeds only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export KERAS_BACKEND="${KERAS_BACKEND:-tensorflow}" TF_CPP_MIN_LOG_LEVEL=2
-stage="${1:-main}"
+stage="${1:-resnet20_w2a4}"
 results=benchmarks/results_sadag.json
 common=(--num_samples=512 --methods=reconstruct --results="${results}")
 # GENIE steps per batch that cost what SADAG's warm-up plus refinement cost
@@ -22,30 +24,33 @@ extra_steps="${GENIE_EXTRA_STEPS:-400}"
 
 harness() { python benchmarks/harness.py "${common[@]}" "$@"; }
 
+# All three calibrations of a setting, seed by seed.
+setting() {
+    local model="$1" bits="$2"
+    for seed in ${SEEDS:-0 1 2}; do
+        harness --models="${model}" --bits="${bits}" --seeds="${seed}" \
+            --calibration=sadag,genie
+        harness --models="${model}" --bits="${bits}" --seeds="${seed}" \
+            --calibration=genie --synthesis_options="steps=${extra_steps}"
+    done
+}
+
 case "${stage}" in
-main)
-    # Seeds 0-2 where GENIE trails real data most; W4A4 with one seed.
-    harness --models=mobilenet_v2_fashion_mnist --bits=W2A4,W3A3 --seeds=0,1,2 \
-        --calibration=sadag,genie
-    harness --models=resnet20_fashion_mnist --bits=W2A4 --seeds=0,1,2 \
-        --calibration=sadag,genie
+resnet20_w2a4) setting resnet20_fashion_mnist W2A4 ;;
+mobilenet_w3a3) setting mobilenet_v2_fashion_mnist W3A3 ;;
+mobilenet_w2a4) setting mobilenet_v2_fashion_mnist W2A4 ;;
+w4a4)
     harness --models=mobilenet_v2_fashion_mnist,resnet20_fashion_mnist --bits=W4A4 \
         --seeds=0 --calibration=sadag,genie
     ;;
-extra_time)
-    harness --models=mobilenet_v2_fashion_mnist --bits=W2A4,W3A3 --seeds=0,1,2 \
-        --calibration=genie --synthesis_options="steps=${extra_steps}"
-    harness --models=resnet20_fashion_mnist --bits=W2A4 --seeds=0,1,2 \
-        --calibration=genie --synthesis_options="steps=${extra_steps}"
-    ;;
 ablations)
     for option in neighbor=random gm_weight=0 div_weight=0; do
-        harness --models=mobilenet_v2_fashion_mnist --bits=W3A3 --seeds=0 \
+        harness --models=resnet20_fashion_mnist --bits=W2A4 --seeds=0 \
             --calibration=sadag --synthesis_options="${option}"
     done
     ;;
 *)
-    echo "usage: $0 main|extra_time|ablations" >&2
+    echo "usage: $0 resnet20_w2a4|mobilenet_w3a3|mobilenet_w2a4|w4a4|ablations" >&2
     exit 2
     ;;
 esac
