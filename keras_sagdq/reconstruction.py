@@ -23,6 +23,9 @@ Reference:
 """
 
 import dataclasses
+import hashlib
+import json
+import os
 
 import keras
 import numpy as np
@@ -36,6 +39,12 @@ from keras_sagdq.layers import activation_quantizers
 from keras_sagdq.layers import quantization_off
 from keras_sagdq.layers import set_layer_modes
 from keras_sagdq.layers import set_mode
+from keras_sagdq.synthesis.storage import BatchStore
+
+_SETTINGS_FILE = "reconstruction.json"
+_PROGRESS_FILE = "progress.json"
+# Keras picks the weights format from the suffix.
+_WEIGHTS_FILE = "finished_blocks.weights.h5"
 
 
 @dataclasses.dataclass
@@ -116,9 +125,15 @@ def reconstruct(
     seed=0,
     verbose="auto",
     callbacks=None,
+    directory=None,
     **overrides,
 ):
     """Calibrate `qmodel` in place by block reconstruction on `images`.
+
+    With `directory`, the model's weights are saved there after every
+    block; a rerun with the same arguments loads them and trains only the
+    blocks not finished yet, and ends with the same model as an
+    uninterrupted run.
 
     Args:
         qmodel: a model from `keras_sagdq.quantize_model` (modified in place).
@@ -132,16 +147,20 @@ def reconstruct(
         seed: seed of batch sampling and the QDrop masks.
         verbose: `fit` verbosity (0, 1, 2 or "auto").
         callbacks: Keras callbacks passed to each block's `fit`.
+        directory: optional path where progress is saved after each block
+            and resumed from.
         **overrides: fields of the config to replace, e.g. `steps=500`.
 
     Returns:
-        A list with one `keras.callbacks.History` per block.
+        A list with one `keras.callbacks.History` per block trained by this
+        call (blocks finished by an earlier call are loaded, not trained).
 
     Raises:
         TypeError: if `config` is not a `ReconstructionConfig`.
         ValueError: on an unknown profile or field, both `config` and
             `profile`, empty or non-finite
-            images, or a `qmodel` whose float twin does not match `fp_model`.
+            images, a `qmodel` whose float twin does not match `fp_model`,
+            or a `directory` holding progress made with other settings.
 
     Example:
 
@@ -161,29 +180,109 @@ def reconstruct(
     _check_twin(qmodel, fp_model, images[:8])
     _seed_qdrop(qmodel, seed)
     _, blocks = find_blocks(qmodel)
+    progress = None
+    if directory is not None:
+        progress = _Progress(directory, qmodel, fp_model, images, config, seed)
+    finished = progress.load(qmodel) if progress else 0
+    if verbose and finished:
+        print(f"Resuming: {finished}/{len(blocks)} blocks loaded from {directory!r}")
     fp_stream, q_stream = images, images
     histories = []
     for index, block in enumerate(blocks):
-        if verbose:
-            print(f"Block {index + 1}/{len(blocks)}: {block.name}")
         _set_block_mode(block, "float", qdrop=0.0)
         target = _run_block(block, fp_stream, config.batch_size * 8)
-        _set_block_mode(block, "soft", qdrop=config.qdrop_probability)
-        trainer = BlockTrainer(block, config, seed=seed + index)
-        data = _RandomBatches(fp_stream, q_stream, target, config, seed + index)
-        histories.append(
-            # The batches are already random and seeded; `fit` would also
-            # shuffle their order from the global random state.
-            trainer.fit(
-                data, epochs=1, shuffle=False, verbose=verbose, callbacks=callbacks
+        if index >= finished:
+            if verbose:
+                print(f"Block {index + 1}/{len(blocks)}: {block.name}")
+            histories.append(
+                _train_block(
+                    block,
+                    fp_stream,
+                    q_stream,
+                    target,
+                    config,
+                    seed + index,
+                    verbose,
+                    callbacks,
+                )
             )
-        )
-        data.release()
         _set_block_mode(block, "hard", qdrop=0.0)
+        if progress and index >= finished:
+            progress.save(qmodel, index + 1)
         q_stream = _run_block(block, q_stream, config.batch_size * 8)
         fp_stream = target
     set_mode(qmodel, "hard")
     return histories
+
+
+def _train_block(block, fp_inputs, q_inputs, target, config, seed, verbose, callbacks):
+    _set_block_mode(block, "soft", qdrop=config.qdrop_probability)
+    trainer = BlockTrainer(block, config, seed=seed)
+    data = _RandomBatches(fp_inputs, q_inputs, target, config, seed)
+    # The batches are already random and seeded; `fit` would also shuffle
+    # their order from the global random state.
+    history = trainer.fit(
+        data, epochs=1, shuffle=False, verbose=verbose, callbacks=callbacks
+    )
+    data.release()
+    return history
+
+
+class _Progress:
+    """The weights after each finished block, saved in a directory.
+
+    The settings (config, seed, a hash of the images and of the float
+    model's weights, the quantized layers and their bits) must match the
+    stored ones, so progress made for other inputs is never loaded.
+    """
+
+    def __init__(self, directory, qmodel, fp_model, images, config, seed):
+        settings = dict(
+            config=dataclasses.asdict(config),
+            seed=seed,
+            images=_digest([images]),
+            fp_model=_digest(fp_model.get_weights()),
+            layers=[
+                [
+                    layer.name,
+                    type(layer).__name__,
+                    getattr(layer, "weight_bits", None),
+                    getattr(layer, "bits", None),
+                ]
+                for layer in qmodel.layers
+            ],
+        )
+        self.store = BatchStore(directory, settings, settings_file=_SETTINGS_FILE)
+        self.weights_path = os.path.join(directory, _WEIGHTS_FILE)
+
+    def load(self, qmodel):
+        """Load the saved weights into `qmodel`; returns the finished block count."""
+        progress = self.store.load_json(_PROGRESS_FILE)
+        if not progress or not os.path.exists(self.weights_path):
+            return 0
+        try:
+            qmodel.load_weights(self.weights_path)
+        except Exception as error:  # h5py and Keras raise many types.
+            raise ValueError(
+                f"Saved reconstruction weights {self.weights_path!r} are unreadable "
+                f"({error}); delete them to start the reconstruction over."
+            ) from None
+        return int(progress["finished_blocks"])
+
+    def save(self, qmodel, finished_blocks):
+        temporary = self.weights_path.replace(".weights.h5", ".partial.weights.h5")
+        qmodel.save_weights(temporary)
+        os.replace(temporary, self.weights_path)
+        self.store.save_json(_PROGRESS_FILE, {"finished_blocks": finished_blocks})
+
+
+def _digest(arrays):
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(json.dumps([list(array.shape), str(array.dtype)]).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
 
 
 class BlockTrainer(keras.Model):

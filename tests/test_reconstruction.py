@@ -98,6 +98,55 @@ class ReconstructTest(TestCase):
             outputs.append(to_numpy(qmodel(x)))
         self.assertAllClose(outputs[0], outputs[1], atol=1e-6)
 
+    def test_interrupted_run_resumes_to_the_same_model(self):
+        model = tiny_resnet()
+        x = random_images(16)
+
+        def run(directory, callbacks=None):
+            qmodel = ks.quantize_model(model, ks.QuantConfig(3, 4))
+            histories = ks.reconstruct(
+                qmodel,
+                model,
+                x,
+                steps=6,
+                batch_size=8,
+                seed=1,
+                verbose=0,
+                directory=directory,
+                callbacks=callbacks,
+            )
+            return qmodel, histories
+
+        uninterrupted, _ = run(self.temp_dir() + "/a")
+
+        class StopAtThirdBlock(keras.callbacks.Callback):
+            calls = 0
+
+            def on_train_begin(self, logs=None):
+                StopAtThirdBlock.calls += 1
+                if StopAtThirdBlock.calls == 3:
+                    raise KeyboardInterrupt
+
+        directory = self.temp_dir() + "/b"
+        with self.assertRaises(KeyboardInterrupt):
+            run(directory, [StopAtThirdBlock()])
+        resumed, histories = run(directory)
+        self.assertLen(histories, 2)  # blocks 3 and 4 of 4
+        self.assertAllClose(resumed(x), uninterrupted(x), atol=1e-6)
+        with self.assertRaisesRegex(
+            ValueError, "other settings.*seed: stored 1, now 2"
+        ):
+            ks.reconstruct(
+                ks.quantize_model(model, ks.QuantConfig(3, 4)),
+                model,
+                x,
+                steps=6,
+                batch_size=8,
+                seed=2,
+                verbose=0,
+                directory=directory,
+            )
+
     def test_errors(self):
         model = tiny_resnet()
         qmodel = ks.quantize_model(model)

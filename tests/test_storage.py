@@ -46,7 +46,7 @@ class BatchStoreTest(TestCase):
             store.load(1, (1, 2))
         with open(os.path.join(folder, "synthesis.json"), "w") as f:
             f.write("{not json")
-        with self.assertRaisesRegex(ValueError, "Cannot read the synthesis settings"):
+        with self.assertRaisesRegex(ValueError, "Cannot read the settings file"):
             BatchStore(folder, _SETTINGS)
 
     def test_pickled_arrays_are_not_loaded(self):

@@ -8,6 +8,8 @@ value, so a residual block's input is quantized once and shared by its
 branch and its shortcut.
 """
 
+import dataclasses
+
 import keras
 from keras import ops
 
@@ -331,6 +333,33 @@ class _Builder:
 
 def _single(tensors):
     return tensors[0] if len(tensors) == 1 else tensors
+
+
+def refresh_weight_sqnr(qmodel):
+    """Recompute the report's weight SQNR from `qmodel`'s current weights.
+
+    `quantize_model` measures round-to-nearest weights; after
+    `reconstruct` learns the rounding, the SQNR of the weights the model
+    now uses differs.
+
+    Args:
+        qmodel: a model from `quantize_model`.
+
+    Returns:
+        The updated `QuantizationReport` (also set on `qmodel`).
+    """
+    layers = {layer.name: layer for layer in qmodel.layers}
+    rows = []
+    for row in qmodel.quantization_report:
+        if row.status == "quantized":
+            qlayer = layers[row.name]
+            kernel = ops.convert_to_numpy(qlayer.kernel)
+            row = dataclasses.replace(
+                row, weight_sqnr_db=sqnr_db(kernel, _hard_kernel(qlayer))
+            )
+        rows.append(row)
+    qmodel.quantization_report = QuantizationReport(rows)
+    return qmodel.quantization_report
 
 
 def _hard_kernel(qlayer):

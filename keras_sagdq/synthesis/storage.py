@@ -22,15 +22,16 @@ class BatchStore:
         directory: where the batches live (created if missing).
         settings: JSON-serializable dict describing how the batches are made;
             it must equal the one stored there, if any.
+        settings_file: name of the settings file in `directory`.
 
     Raises:
         ValueError: if the directory holds batches made with other settings.
     """
 
-    def __init__(self, directory, settings):
+    def __init__(self, directory, settings, settings_file=_SETTINGS):
         self.directory = os.fspath(directory)
         os.makedirs(self.directory, exist_ok=True)
-        path = os.path.join(self.directory, _SETTINGS)
+        path = os.path.join(self.directory, settings_file)
         settings = json.loads(json.dumps(settings))
         if os.path.exists(path):
             try:
@@ -38,7 +39,7 @@ class BatchStore:
                     stored = json.load(f)
             except (OSError, ValueError) as error:
                 raise ValueError(
-                    f"Cannot read the synthesis settings file {path!r} ({error}); "
+                    f"Cannot read the settings file {path!r} ({error}); "
                     "delete the directory or use another one. Received: "
                     f"directory={self.directory!r}"
                 ) from None
@@ -52,7 +53,7 @@ class BatchStore:
                     for k in differences
                 )
                 raise ValueError(
-                    f"Directory {self.directory!r} holds images synthesized with other "
+                    f"Directory {self.directory!r} holds files made with other "
                     f"settings ({detail}). Use another directory, or delete it to "
                     f"start over. Received: directory={self.directory!r}"
                 )
