@@ -37,6 +37,7 @@ from absl import flags
 from provenance import git_commit
 
 import keras_sagdq as ks
+from keras_sagdq.config import parse_overrides
 from keras_sagdq.datasets import load_fashion_mnist
 from keras_sagdq.models import REFERENCE_MODELS
 from keras_sagdq.models import load_shipped_model
@@ -425,24 +426,6 @@ def run_rows(
     return rows
 
 
-def parse_options(items):
-    """`["steps=500", "rounding_lr=0.01", "swing=false", "neighbor=random"]` -> a
-    dict of typed values (bool, int, float, else the string)."""
-    options = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        if value.lower() in ("true", "false"):
-            options[key] = value.lower() == "true"
-        elif value.lstrip("-").isdigit():
-            options[key] = int(value)
-        else:
-            try:
-                options[key] = float(value)
-            except ValueError:
-                options[key] = value  # e.g. neighbor=random
-    return options
-
-
 def options_label(options):
     return ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
 
@@ -620,10 +603,10 @@ def main(argv):
             )
     models = [] if _TABLE_ONLY.value else _MODELS.value
     options = {"profile": _PROFILE.value}
-    options.update(parse_options(_OPTIONS.value))
+    options.update(parse_overrides(_OPTIONS.value))
     synthesis_options = {
         "profile": _SYNTHESIS_PROFILE.value,
-        **parse_options(_SYNTHESIS_OPTIONS.value),
+        **parse_overrides(_SYNTHESIS_OPTIONS.value),
     }
     for name in models:
         # Each row is saved as it finishes (save_row).

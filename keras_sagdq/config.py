@@ -158,3 +158,42 @@ def resolve_config(config, profile, presets, overrides):
             f"profile={profile!r} and a {cls.__name__}"
         )
     return with_overrides(config, overrides)
+
+
+def parse_overrides(items):
+    """`["steps=500", "swing=false", "neighbor=random"]` -> typed config overrides.
+
+    Values become bool (`true`/`false`), int, float, or stay strings, so
+    command-line `key=value` lists reach `SynthesisConfig` and
+    `ReconstructionConfig` with the types their fields expect.
+
+    Args:
+        items: strings `key=value`.
+
+    Returns:
+        A dict of overrides.
+
+    Raises:
+        ValueError: for an item without `=` or with an empty key.
+
+    Example:
+
+    >>> parse_overrides(["steps=500", "rho=2.5", "swing=false"])
+    {'steps': 500, 'rho': 2.5, 'swing': False}
+    """
+    overrides = {}
+    for item in items:
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise ValueError(f"Options must be `key=value`. Received: {item!r}")
+        key = key.strip()
+        if value.lower() in ("true", "false"):
+            overrides[key] = value.lower() == "true"
+        elif value.lstrip("-").isdigit():
+            overrides[key] = int(value)
+        else:
+            try:
+                overrides[key] = float(value)
+            except ValueError:
+                overrides[key] = value
+    return overrides
