@@ -28,10 +28,13 @@ from tests.test_case import randomize_batchnorms
 synthesize_module = importlib.import_module("keras_sagdq.synthesis.synthesize")
 
 MODULES = sorted(
-    name
-    for _, name, _ in pkgutil.walk_packages(ks.__path__, "keras_sagdq.")
-    # The command-line entry point of the export child process.
-    if name != "keras_sagdq.export.convert"
+    ["keras_sagdq"]
+    + [
+        name
+        for _, name, _ in pkgutil.walk_packages(ks.__path__, "keras_sagdq.")
+        # The command-line entry point of the export child process.
+        if name != "keras_sagdq.export.convert"
+    ]
 )
 
 
