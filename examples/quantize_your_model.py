@@ -10,6 +10,9 @@ space and `y`).
         --eval=my_test_images.npz
     KERAS_BACKEND=torch python examples/quantize_your_model.py \
         --model=my_classifier.keras
+    # a quick look (a few steps; the images and the accuracy will be poor)
+    python examples/quantize_your_model.py --num_samples=64 \
+        --synthesis=steps=10 --reconstruction=steps=50
 
 Without `--model` it uses a shipped zoo model that takes raw [0, 255] pixels
 (`keras_sagdq/models/zoo/vgg_raw_pixels.keras`, built unlike the reference
@@ -25,6 +28,7 @@ from absl import app
 from absl import flags
 
 import keras_sagdq as ks
+from keras_sagdq.config import parse_overrides
 from keras_sagdq.models import zoo
 
 _MODEL = flags.DEFINE_string("model", None, "A `.keras` image classifier.")
@@ -33,6 +37,12 @@ _WEIGHT_BITS = flags.DEFINE_integer("weight_bits", 4, "Weight bits.")
 _ACTIVATION_BITS = flags.DEFINE_integer("activation_bits", 4, "Activation bits.")
 _NUM_SAMPLES = flags.DEFINE_integer("num_samples", 512, "Synthetic images.")
 _OUTPUT = flags.DEFINE_string("output", "/tmp/keras_sagdq_example", "Output folder.")
+_SYNTHESIS = flags.DEFINE_list(
+    "synthesis", [], "SynthesisConfig overrides, e.g. `steps=500`."
+)
+_RECONSTRUCTION = flags.DEFINE_list(
+    "reconstruction", [], "ReconstructionConfig overrides, e.g. `steps=2000`."
+)
 
 
 def labelled_images():
@@ -67,6 +77,8 @@ def main(argv):
         activation_bits=_ACTIVATION_BITS.value,
         num_samples=_NUM_SAMPLES.value,
         directory=work,
+        synthesis=parse_overrides(_SYNTHESIS.value),
+        reconstruction=parse_overrides(_RECONSTRUCTION.value),
     )
     print(result.report)
     print(result.summary())
