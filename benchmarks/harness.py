@@ -107,6 +107,13 @@ _MODELS_DIR = flags.DEFINE_string(
 _TABLE_ONLY = flags.DEFINE_bool(
     "table_only", False, "Only rewrite the table from the JSON files."
 )
+_VALIDATION = flags.DEFINE_integer(
+    "validation",
+    0,
+    "If > 0, also record top-1 on the last N training images (`val_top1`): a "
+    "held-out slice for choosing settings, never used for calibration (real "
+    "calibration takes the first images) and never the test split.",
+)
 _QUICK = flags.DEFINE_bool(
     "quick", False, "Smoke test: 1000 test images, 128 calibration images."
 )
@@ -325,6 +332,15 @@ def run_rows(
     seeds=(0,),
 ):
     x_test, y_test = load_fashion_mnist("test")
+    x_val = y_val = None
+    if _VALIDATION.value:
+        x_train, y_train = load_fashion_mnist("train")
+        if num_samples > len(x_train) - _VALIDATION.value:
+            raise ValueError(
+                "Real calibration images would overlap the validation slice. "
+                f"Received: num_samples={num_samples}, validation={_VALIDATION.value}"
+            )
+        x_val, y_val = x_train[-_VALIDATION.value :], y_train[-_VALIDATION.value :]
     if quick:
         x_test, y_test = x_test[:1000], y_test[:1000]
         num_samples = min(num_samples, 128)
@@ -334,6 +350,8 @@ def run_rows(
         )
     model, to_input = load_model(model_name)
     x_test = to_input(x_test)
+    if x_val is not None:
+        x_val = to_input(x_val)
     common = dict(
         model=model_name,
         commit=git_commit(),
@@ -388,6 +406,7 @@ def run_rows(
         start = time.time()
         accuracy = top1(qmodel, x_test, y_test)
         seconds["evaluate"] = time.time() - start
+        validation = {} if x_val is None else {"val_top1": top1(qmodel, x_val, y_val)}
         if timing:
             seconds = {
                 "synthesize": timing["seconds"],
@@ -403,6 +422,7 @@ def run_rows(
                 calibration=label,
                 method=name,
                 top1=accuracy,
+                **validation,
                 seconds=seconds,
                 peak_mb=peak_memory_mb(),
                 # Every step count and rate the row depends on.
