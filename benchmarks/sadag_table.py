@@ -28,7 +28,7 @@ def _mean_std(values):
 
 
 def table(rows):
-    rows = [r for r in rows if r.get("method") == "reconstruct"]
+    rows = [r for r in rows if r.get("method", "").startswith("reconstruct")]
     groups = collections.defaultdict(dict)
     for r in rows:
         groups[(r["model"], r["bits"], r["calibration"])][r["seed"]] = r
