@@ -64,6 +64,16 @@ _SYNTHESIS = flags.DEFINE_list(
 _RECONSTRUCTION = flags.DEFINE_list(
     "reconstruction", [], "ReconstructionConfig overrides, e.g. `steps=2000`."
 )
+_INPUT_MEAN = flags.DEFINE_list(
+    "input_mean",
+    None,
+    "Per-channel mean of the model's input space, e.g. `0` for [-1, 1] inputs or "
+    "`127.5` for [0, 255] (default: declared by a Normalization layer, else "
+    "inferred from the model).",
+)
+_INPUT_STD = flags.DEFINE_list(
+    "input_std", None, "Per-channel std of the input space, e.g. `0.5` or `64`."
+)
 _VERBOSE = flags.DEFINE_integer(
     "verbose", 1, "0: quiet, 1: progress bars, 2: one line per run."
 )
@@ -129,6 +139,8 @@ def _run():
         directory=os.path.join(output_dir, "work"),
         synthesis=parse_overrides(_SYNTHESIS.value) or None,
         reconstruction=parse_overrides(_RECONSTRUCTION.value) or None,
+        input_mean=_floats(_INPUT_MEAN),
+        input_std=_floats(_INPUT_STD),
         verbose=_VERBOSE.value,
     )
     files = {"quantized model": os.path.join(output_dir, "quantized.keras")}
@@ -166,6 +178,18 @@ def _run():
         rows = [_finite(dataclasses.asdict(row)) for row in result.report]
         json.dump(dict(summary, files=files, layers=rows), f, indent=1)
     print(text)
+
+
+def _floats(flag):
+    if flag.value is None:
+        return None
+    try:
+        return [float(v) for v in flag.value]
+    except ValueError:
+        raise UsageError(
+            f"--{flag.name} must be numbers separated by commas. Received: "
+            f"--{flag.name}={','.join(flag.value)}"
+        ) from None
 
 
 def _load_model():

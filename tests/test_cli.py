@@ -64,6 +64,8 @@ class CommandTest(TestCase):
         )
         code, stdout, stderr = run_cli(*args, "--weight_bits=3", *_TINY_BUDGET)
         self.assertEqual(code, 0, msg=stderr)
+        with open(os.path.join(output, "work", "synthetic", "input_space.json")) as f:
+            self.assertEqual(json.load(f)["source"], "inferred")
         for name in (
             "quantized.keras",
             "quantized.tflite",
@@ -95,6 +97,24 @@ class CommandTest(TestCase):
         self.assertEqual(code, 0)
         with open(os.path.join(output, "report.json")) as f:
             self.assertEqual(json.load(f)["top1"], report["top1"])
+        # The input space can be given instead of inferred.
+        given = os.path.join(folder, "given")
+        code, _, stderr = run_cli(
+            f"--model={model_path}",
+            f"--output_dir={given}",
+            "--notflite",
+            "--input_mean=127.5",
+            "--input_std=64",
+            *_TINY_BUDGET,
+        )
+        self.assertEqual(code, 0, msg=stderr)
+        self.assertFalse(os.path.exists(os.path.join(given, "quantized.tflite")))
+        with open(os.path.join(given, "work", "synthetic", "input_space.json")) as f:
+            space = json.load(f)
+        self.assertEqual(
+            (space["source"], space["mean"], space["std"]),
+            ("given", [127.5] * 3, [64.0] * 3),
+        )
         # Other settings in the same folder are refused, not mixed in.
         code, _, stderr = run_cli(*args, "--seed=1", "--weight_bits=3", *_TINY_BUDGET)
         self.assertEqual(code, 1)
