@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from unittest import mock
 
 import keras
 import numpy as np
@@ -119,6 +120,27 @@ class CommandTest(TestCase):
         code, _, stderr = run_cli(*args, "--seed=1", "--weight_bits=3", *_TINY_BUDGET)
         self.assertEqual(code, 1)
         self.assertIn("other settings", stderr)
+
+    def test_missing_test_data_is_a_warning_and_files_are_still_written(self):
+        folder = self.temp_dir()
+        model_path = os.path.join(folder, "tiny.keras")
+        tiny_resnet().save(model_path)
+        output = os.path.join(folder, "out")
+        empty = os.path.join(folder, "no_data")
+        os.makedirs(empty)
+        with mock.patch.dict(os.environ, {"KERAS_SAGDQ_FASHION_MNIST": empty}):
+            code, stdout, stderr = run_cli(
+                f"--model={model_path}",
+                f"--output_dir={output}",
+                "--notflite",
+                "--eval=fashion_mnist",
+                *_TINY_BUDGET,
+            )
+        self.assertEqual(code, 0, msg=stderr)
+        (line,) = stderr.strip().splitlines()
+        self.assertIn("apt-get install dataset-fashion-mnist", line)
+        self.assertNotIn("top-1", stdout)
+        self.assertTrue(os.path.isfile(os.path.join(output, "quantized.keras")))
 
     def test_bad_input_is_one_line_and_exit_code_1(self):
         folder = self.temp_dir()
