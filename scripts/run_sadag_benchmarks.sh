@@ -9,8 +9,8 @@
 # so a stopped run leaves complete comparisons:
 #
 #   nohup bash scripts/run_sadag_benchmarks.sh resnet20_w2a4 > /tmp/r.log 2>&1 &
-#   (then mobilenet_w3a3, mobilenet_w2a4, w4a4, ablations; SEEDS="1 2" to
-#   run some seeds only)
+#   (then mobilenet_w3a3, mobilenet_w2a4, w4a4, fast_preset, ablations;
+#   SEEDS="1 2" to run some seeds only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export KERAS_BACKEND="${KERAS_BACKEND:-tensorflow}" TF_CPP_MIN_LOG_LEVEL=2
@@ -43,6 +43,20 @@ w4a4)
     harness --models=mobilenet_v2_fashion_mnist,resnet20_fashion_mnist --bits=W4A4 \
         --seeds=0 --calibration=sadag,genie
     ;;
+fast_preset)
+    # Candidates for the fast preset, chosen on a held-out slice of the
+    # training split (val_top1 in the rows), never on the test split. The
+    # baselines are rerun with --validation too (their images are cached).
+    for seed in ${SEEDS:-0 1 2}; do
+        harness --models=resnet20_fashion_mnist --bits=W2A4 --seeds="${seed}" \
+            --validation=10000 --calibration=sadag,genie
+        for option in refine_steps=100 neighbor_every=4 \
+            "refine_latent_lr=0.0001,refine_generator_lr=0.001"; do
+            harness --models=resnet20_fashion_mnist --bits=W2A4 --seeds="${seed}" \
+                --validation=10000 --calibration=sadag --synthesis_options="${option}"
+        done
+    done
+    ;;
 ablations)
     for option in neighbor=random gm_weight=0 div_weight=0; do
         harness --models=resnet20_fashion_mnist --bits=W2A4 --seeds=0 \
@@ -50,7 +64,7 @@ ablations)
     done
     ;;
 *)
-    echo "usage: $0 resnet20_w2a4|mobilenet_w3a3|mobilenet_w2a4|w4a4|ablations" >&2
+    echo "usage: $0 resnet20_w2a4|mobilenet_w3a3|mobilenet_w2a4|w4a4|fast_preset|ablations" >&2
     exit 2
     ;;
 esac
