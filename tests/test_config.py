@@ -3,6 +3,7 @@ import dataclasses
 import numpy as np
 
 import keras_sagdq as ks
+from keras_sagdq.config import parse_overrides
 from keras_sagdq.config import resolve_config
 from keras_sagdq.reconstruction import PROFILES as RECONSTRUCTION_PRESETS
 from keras_sagdq.synthesis import synthesis_config
@@ -90,3 +91,18 @@ class StepsAcceptConfigsTest(TestCase):
             ks.synthesize(
                 tiny_resnet(), 4, method="gaussian", config=ks.SynthesisConfig()
             )
+
+
+class ParseOverridesTest(TestCase):
+    def test_types_and_errors(self):
+        self.assertEqual(
+            parse_overrides(
+                ["steps=500", "rho=-2.5", "swing=False", "neighbor=random"]
+            ),
+            {"steps": 500, "rho": -2.5, "swing": False, "neighbor": "random"},
+        )
+        self.assertEqual(parse_overrides([]), {})
+        with self.assertRaisesRegex(ValueError, "key=value.*'steps'"):
+            parse_overrides(["steps"])
+        with self.assertRaisesRegex(ValueError, "key=value.*'=3'"):
+            parse_overrides(["=3"])
