@@ -522,7 +522,7 @@ def write_table(results, path):
             f"| {100 * r['top1']:.2f} | {delta} | {stages} | {r['peak_mb']:.0f} | "
             f"{r.get('commit', '-')} |"
         )
-    _replace_section(path, "results", lines)
+    replace_section(path, "results", lines)
     exported = [r for r in results if r.get("tflite") and not r["quick"]]
     lines = [
         "| model | backend | bits | method | calibration | Keras top-1 % "
@@ -542,8 +542,8 @@ def write_table(results, path):
             f"| {t['float_latency_ms'] / t['latency_ms']:.2f}x | "
             f"{r.get('commit', '-')} |"
         )
-    _replace_section(path, "export", lines)
-    _replace_section(path, "zoo", zoo_lines(results))
+    replace_section(path, "export", lines)
+    replace_section(path, "zoo", zoo_lines(results))
 
 
 def zoo_lines(results):
@@ -602,7 +602,8 @@ def zoo_lines(results):
     return lines
 
 
-def _replace_section(path, name, lines):
+def replace_section(path, name, lines):
+    """Replace what stands between `<!-- name:begin -->` and `<!-- name:end -->`."""
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
     if begin not in text:

@@ -60,14 +60,10 @@ def main():
     print("\n".join(lines))
     if "--print" in sys.argv:
         return
-    text = open(_DOC).read()
-    begin, end = "<!-- sadag:begin -->", "<!-- sadag:end -->"
-    if begin not in text:
-        text += f"\n{begin}\n{end}\n"
-    head, rest = text.split(begin)
-    _, tail = rest.split(end)
-    with open(_DOC, "w") as f:
-        f.write(head + begin + "\n" + "\n".join(lines) + "\n" + end + tail)
+    # The harness's section writer (importing it loads the library: seconds).
+    from harness import replace_section
+
+    replace_section(_DOC, "sadag", lines)
 
 
 if __name__ == "__main__":

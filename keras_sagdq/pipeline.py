@@ -184,11 +184,6 @@ def quantize(
         "reconstruction",
         lambda overrides: reconstruction_config(profile, **overrides),
     )
-    sub = (
-        (lambda name: None)
-        if directory is None
-        else (lambda name: os.path.join(os.fspath(directory), name))
-    )
     synthesis_logs, reconstruction_logs = _Logs(), _Logs()
     seconds = {}
 
@@ -206,7 +201,7 @@ def quantize(
             num_samples,
             method=method,
             seed=seed,
-            directory=sub("synthetic"),
+            directory=_subdirectory(directory, "synthetic"),
             input_mean=input_mean,
             input_std=input_std,
             verbose=verbose,
@@ -232,7 +227,7 @@ def quantize(
         seed=seed,
         verbose=verbose,
         callbacks=[reconstruction_logs, *(callbacks or [])],
-        directory=sub("reconstruction"),
+        directory=_subdirectory(directory, "reconstruction"),
     )
     seconds["reconstruction"] = time.time() - start
     return QuantizationResult(
@@ -313,9 +308,12 @@ def _checked_images(images, model):
             f"N > 0, the model's input shape. Received: images with shape "
             f"{images.shape}"
         )
-    if not np.all(np.isfinite(images)):
-        raise ValueError("`images` must be finite. Received: images with NaN or inf")
+    # Non-finite values are refused by `reconstruct`.
     return images
+
+
+def _subdirectory(directory, name):
+    return None if directory is None else os.path.join(os.fspath(directory), name)
 
 
 class _Logs(keras.callbacks.Callback):
