@@ -149,8 +149,17 @@ def _run():
     if _TFLITE.value:
         files["tflite"] = os.path.join(output_dir, "quantized.tflite")
         start = time.time()
-        ks.export_tflite(result.model, files["tflite"], representative_data=result.data)
+        low, high, reason = ks.export.choose_input_range(result.model, result.data)
+        ks.export_tflite(
+            result.model,
+            files["tflite"],
+            representative_data=result.data,
+            input_range=(low, high),
+        )
         seconds["export"] = time.time() - start
+        input_range = {"low": low, "high": high, "reason": reason}
+    else:
+        input_range = None
     files["images"] = ks.save_image_grid(
         result.data[:_GRID_IMAGES], os.path.join(output_dir, "synthetic_images.png")
     )
@@ -164,6 +173,7 @@ def _run():
         seed=_SEED.value,
         top1=top1,
         eval=_EVAL.value,
+        tflite_input_range=input_range,
         seconds=seconds,
         bytes={
             "float weights": 4 * model.count_params(),
@@ -301,6 +311,12 @@ def _summary_text(summary, files):
     if summary["top1"]:
         accuracy = ", ".join(f"{k} {100 * v:.2f}%" for k, v in summary["top1"].items())
         lines.append(f"top-1 on {summary['eval']}: {accuracy}")
+    if summary["tflite_input_range"]:
+        r = summary["tflite_input_range"]
+        lines.append(
+            f".tflite input range: [{r['low']:.4g}, {r['high']:.4g}] ({r['reason']}; "
+            "inputs outside it are clipped)"
+        )
     lines.append(
         "time: " + ", ".join(f"{k} {v:.0f} s" for k, v in summary["seconds"].items())
     )

@@ -162,6 +162,40 @@ class ExportTest(TestCase):
         agreement = ks.verify_tflite(packed, qmodel, random_images(20, seed=1))
         self.assertEqual(agreement.top1_agreement, 1.0)
 
+    def test_low_bit_weights_keep_depthwise_layers_int8(self):
+        inputs = keras.Input((8, 8, 3))
+        x = keras.layers.Conv2D(8, 3, padding="same")(inputs)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.ReLU()(x)
+        x = keras.layers.DepthwiseConv2D(3, padding="same")(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.ReLU()(x)
+        x = keras.layers.Conv2D(8, 1)(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        model = keras.Model(inputs, keras.layers.Dense(3)(x))
+        qmodel = ks.quantize_model(
+            model, ks.QuantConfig(3, 4), calibration_data=random_images(4, (8, 8, 3))
+        )
+        graph = FakeQuantGraph(qmodel, low_bit_weights=True)
+        num_bits = {
+            type(layer).__name__ + ("_first" if i == 0 else ""): graph.weights[
+                id(layer)
+            ][3]
+            for i, layer in enumerate(weight_layers(qmodel))
+        }
+        # 3-bit integers fit int4, but TFLite's int4 depthwise kernel is not
+        # exact; first and last layers have 8-bit weights.
+        self.assertEqual(
+            num_bits,
+            {
+                "QuantConv2D_first": 8,
+                "QuantDepthwiseConv2D": 8,
+                "QuantConv2D": 4,
+                "QuantDense": 8,
+            },
+        )
+
     def test_input_range_sets_the_input_quantization(self):
         # Representative images in [0, 100] only; the model takes [0, 255].
         path = ks.export_tflite(
@@ -214,6 +248,35 @@ class ExportTest(TestCase):
             "quantization"
         ]
         self.assertAlmostEqual(scale, 1.0, places=4)
+        self.assertAllClose(
+            np.array(ks.export.input_range_of(path)), np.array([0.0, 255.0]), atol=1e-4
+        )
+
+    @parameterized.named_parameters(
+        ("unit", 0.29, 0.35, (0.0, 1.0)),  # Fashion-MNIST in [0, 1]
+        ("signed", -0.4, 0.7, (-1.0, 1.0)),
+        ("pixels", 73.0, 90.0, (0.0, 255.0)),
+    )
+    def test_default_input_range_from_a_normalization_layer(self, mean, std, expected):
+        inputs = keras.Input((4, 4, 1))
+        x = keras.layers.Normalization(mean=mean, variance=std**2)(inputs)
+        x = keras.layers.Conv2D(2, 1)(x)
+        qmodel = ks.quantize_model(keras.Model(inputs, keras.layers.Dense(2)(x)))
+        # Synthetic images overshoot the pixel range; the declaration wins.
+        data = np.linspace(mean - 3 * std, mean + 3 * std, 32, dtype="float32")
+        low, high, reason = ks.export.choose_input_range(
+            qmodel, data.reshape(2, 4, 4, 1)
+        )
+        self.assertEqual((low, high), expected)
+        self.assertIn("Normalization", reason)
+
+    def test_conversion_timeout_is_a_clear_error(self):
+        from keras_sagdq.export import tflite
+
+        path = os.path.join(self.temp_dir(), "t.tflite")
+        with self.assertRaisesRegex(RuntimeError, "conversion_timeout=0.01"):
+            tflite._export_in_child(self.qmodel, path, self.images, {}, timeout=0.01)
+        self.assertFalse(os.path.exists(path))
 
     def test_errors(self):
         path = os.path.join(self.temp_dir(), "x.tflite")

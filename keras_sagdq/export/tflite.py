@@ -22,6 +22,7 @@ def export_tflite(
     activation_grid="exact",
     input_range=None,
     max_samples=256,
+    conversion_timeout=1800,
 ):
     """Write `qmodel` as an integer TFLite model (int8 ops, int32 biases).
 
@@ -47,8 +48,12 @@ def export_tflite(
         int8_io: if True, the file's input and output are int8 (their scales
             are in the interpreter's details); else float32 with quantize and
             dequantize ops at the ends.
-        low_bit_weights: ask the converter to pack weights below 8 bits
-            (`_experimental_low_bit_qat`); weights stay int8 where it cannot.
+        low_bit_weights: pack the weights of Conv2D and Dense layers whose
+            integers fit int4's `[-7, 7]` (weights of 2 and 3 bits, symmetric
+            4-bit weights) as int4 (`_experimental_low_bit_qat`); other
+            layers stay int8. The file gets smaller but slower: TFLite's
+            XNNPACK delegate does not take int4 convolutions
+            (docs/deployment.md).
         activation_grid: `"exact"` or `"range"` (see above).
         input_range: `(low, high)` of the model's inputs, e.g. `(0, 1)` for
             pixels in [0, 1]. Default: `default_input_range`: [0, 255] for a
@@ -58,6 +63,8 @@ def export_tflite(
             synthetic data rarely reaches the extremes of real pixels and
             must not make the file clip real inputs.
         max_samples: images used to observe ranges.
+        conversion_timeout: seconds the child process that converts under a
+            non-TensorFlow backend may take before it is stopped.
 
     Returns:
         `path`.
@@ -66,6 +73,8 @@ def export_tflite(
         ValueError: without representative data, for a model that is not
             quantized or not calibrated, or weights that do not fit int8.
         ImportError: if TensorFlow is not installed.
+        RuntimeError: if the child process that converts fails or runs past
+            `conversion_timeout`.
 
     Example:
 
@@ -104,9 +113,13 @@ def export_tflite(
         )
     path = os.fspath(path)
     if keras.backend.backend() != "tensorflow":
-        return _export_in_child(
-            qmodel, path, images, int8_io, low_bit_weights, activation_grid, input_range
-        )
+        options = {
+            "int8_io": int8_io,
+            "low_bit_weights": low_bit_weights,
+            "activation_grid": activation_grid,
+            "input_range": [float(v) for v in input_range],
+        }
+        return _export_in_child(qmodel, path, images, options, conversion_timeout)
     try:
         import tensorflow as tf
     except ImportError:
@@ -151,28 +164,25 @@ def export_tflite(
 _PIXEL_RESCALINGS = ((1 / 255.0, 0.0), (1 / 127.5, -1.0), (2 / 255.0, -1.0))
 # The usual input conventions, smallest first.
 _CONVENTIONS = ((0.0, 1.0), (-1.0, 1.0), (0.0, 255.0))
+# Span / std of real images in a convention: Fashion-MNIST in [0, 1] has 2.8,
+# natural images 3-4; a convention far wider than that is not the data's.
+_SPAN_OVER_STD = (1.5, 10.0)
 
 
 def default_input_range(qmodel, images, margin=0.25, tolerance=0.02):
     """The input range `export_tflite` uses when none is given.
 
     Synthetic images rarely reach the extremes of real pixels, so their own
-    range would make the file clip real inputs. In order:
-
-    1. A model whose first layer rescales 8-bit pixels (`Rescaling(1/255)`,
-       or `1/127.5` with offset -1): [0, 255] (widened to the images' range
-       if they go beyond).
-    2. The smallest usual convention, [0, 1], [-1, 1] or [0, 255], that holds
-       the images (up to `tolerance` of their span outside it).
-    3. Otherwise the images' range widened by `margin` times its span on
-       each side (e.g. standardized inputs).
+    range would make the file clip real inputs. See `choose_input_range`
+    for the rules.
 
     Args:
-        qmodel: the model to export (its first layer is inspected).
+        qmodel: the model to export (its leading layers are inspected).
         images: the representative images.
-        margin: widening on each side in case 3, a fraction of the span.
+        margin: widening on each side when no convention applies, a
+            fraction of the images' span.
         tolerance: how far outside a convention the images may reach, as a
-            fraction of their span, in case 2.
+            fraction of their span.
 
     Returns:
         `(low, high)` floats.
@@ -182,8 +192,50 @@ def default_input_range(qmodel, images, margin=0.25, tolerance=0.02):
     >>> default_input_range(qmodel, synthetic_images)   # images in [0.01, 0.8]
     (0.0, 1.0)
     """
+    low, high, _ = choose_input_range(qmodel, images, margin, tolerance)
+    return low, high
+
+
+def choose_input_range(qmodel, images, margin=0.25, tolerance=0.02):
+    """`(low, high, reason)`: the default input range and why it was chosen.
+
+    In order:
+
+    1. A model whose first layer rescales 8-bit pixels (`Rescaling(1/255)`,
+       or `1/127.5` with offset -1): [0, 255].
+    2. A model with a leading `Normalization` (adapted to its data): the
+       smallest usual convention, [0, 1], [-1, 1] or [0, 255], that holds
+       the declared mean of every channel and spans 1.5-10 declared stds
+       (real images span about 3).
+    3. The smallest usual convention that holds the images (up to
+       `tolerance` of their span outside it).
+    4. Otherwise the images' range widened by `margin` times its span on
+       each side (e.g. inputs standardized outside the model).
+
+    A declared convention (cases 1 and 2) wins over the images: synthetic
+    images often overshoot the pixel range, real pixels never do, and 8-bit
+    pixels `k / 255` are exact on the [0, 1] grid.
+
+    Args:
+        qmodel: the model to export (its leading layers are inspected).
+        images: the representative images.
+        margin: widening on each side in case 4, a fraction of the span.
+        tolerance: how far outside a convention the images may reach, as a
+            fraction of their span, in case 3.
+
+    Returns:
+        `(low, high, reason)`: floats and a sentence.
+
+    Example:
+
+    >>> choose_input_range(qmodel, synthetic_images)[2]
+    'the representative images fit the [0, 1] convention'
+    """
+    from keras_sagdq.synthesis.input_space import declared_input_space
+
     low, high = float(np.min(images)), float(np.max(images))
     span = max(high - low, 1e-6)
+
     first = _first_layer(qmodel)
     if isinstance(first, keras.layers.Rescaling):
         scale = np.unique(np.asarray(first.scale, np.float64))
@@ -197,11 +249,35 @@ def default_input_range(qmodel, images, margin=0.25, tolerance=0.02):
                 for a, b in _PIXEL_RESCALINGS
             )
         ):
-            return min(low, 0.0), max(high, 255.0)
+            return 0.0, 255.0, "the model rescales 8-bit pixels first"
+    declared = declared_input_space(qmodel)
+    if declared is not None:
+        for bottom, top in _CONVENTIONS:
+            ratio = (top - bottom) / float(np.max(declared.std))
+            if (
+                np.all(declared.mean >= bottom)
+                and np.all(declared.mean <= top)
+                and _SPAN_OVER_STD[0] <= ratio <= _SPAN_OVER_STD[1]
+            ):
+                return (
+                    bottom,
+                    top,
+                    f"the Normalization layer's mean and std fit the "
+                    f"[{bottom:g}, {top:g}] convention",
+                )
     for bottom, top in _CONVENTIONS:
         if low >= bottom - tolerance * span and high <= top + tolerance * span:
-            return bottom, top
-    return low - margin * span, high + margin * span
+            return (
+                bottom,
+                top,
+                f"the representative images fit the [{bottom:g}, {top:g}] convention",
+            )
+    return (
+        low - margin * span,
+        high + margin * span,
+        f"the representative images' range widened by {margin:g} of its span "
+        "on each side",
+    )
 
 
 def _first_layer(model):
@@ -212,9 +288,7 @@ def _first_layer(model):
     return consumers[0].layer if len(consumers) == 1 else None
 
 
-def _export_in_child(
-    qmodel, path, images, int8_io, low_bit_weights, activation_grid, input_range
-):
+def _export_in_child(qmodel, path, images, options, timeout):
     # Keras' torch backend cannot trace to TensorFlow; a TensorFlow-backend
     # process loads the saved model (outputs match to ~1e-7) and converts it.
     with tempfile.TemporaryDirectory() as folder:
@@ -224,37 +298,34 @@ def _export_in_child(
         qmodel.save(model_path)
         np.save(images_path, images, allow_pickle=False)
         with open(options_path, "w") as f:
-            json.dump(
-                {
-                    "int8_io": int8_io,
-                    "low_bit_weights": low_bit_weights,
-                    "activation_grid": activation_grid,
-                    "input_range": input_range,
-                },
-                f,
-            )
+            json.dump(options, f)
         env = dict(os.environ, KERAS_BACKEND="tensorflow")
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "keras_sagdq.export.convert",
-                model_path,
-                os.path.abspath(path),
-                images_path,
-                options_path,
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
+        command = [
+            sys.executable,
+            "-m",
+            "keras_sagdq.export.convert",
+            model_path,
+            os.path.abspath(path),
+            images_path,
+            options_path,
+        ]
+        try:
+            result = subprocess.run(
+                command, env=env, capture_output=True, text=True, timeout=timeout
+            )
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(
+                "TFLite conversion in the TensorFlow child process did not finish "
+                f"within {timeout} s and was stopped; pass a larger "
+                f"`conversion_timeout`. Received: conversion_timeout={timeout!r}"
+            ) from None
     if result.returncode != 0:
         if "No module named 'tensorflow'" in result.stderr:
             raise ImportError(
                 "TFLite export needs TensorFlow (`pip install tensorflow-cpu`)."
             )
         raise RuntimeError(
-            "TFLite conversion in the TensorFlow child process failed:\n"
-            + result.stderr[-3000:]
+            "TFLite conversion in the TensorFlow child process failed "
+            f"(exit status {result.returncode}):\n" + result.stderr[-3000:]
         )
     return path

@@ -70,6 +70,45 @@ def run_tflite(path, images):
     return np.stack(outputs), _output_step(interpreter, out)
 
 
+def input_range_of(path):
+    """The input range `(low, high)` a `.tflite` file quantizes its input to.
+
+    Inputs outside it are clipped by the file. Read from the input's int8
+    scale and zero point (of the QUANTIZE op after a float input).
+
+    Args:
+        path: a `.tflite` file written by `export_tflite`.
+
+    Returns:
+        `(low, high)` floats.
+
+    Raises:
+        ValueError: if the file's input is not quantized to int8.
+
+    Example:
+
+    >>> ks.export.input_range_of("model_w4a4.tflite")
+    (0.0, 1.0)
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    (inp,) = interpreter.get_input_details()
+    quantization = inp["quantization"] if inp["dtype"] == np.int8 else None
+    if quantization is None:
+        for op in private_api.tflite_ops(interpreter):
+            if op["op_name"] == "QUANTIZE" and inp["index"] in list(op["inputs"]):
+                details = private_api.tflite_tensor(interpreter, op["outputs"][0])
+                if details["dtype"] == np.int8:
+                    quantization = details["quantization"]
+    if quantization is None:
+        raise ValueError(
+            f"The input of {str(path)!r} is not quantized to int8; it has no range."
+        )
+    scale, zero_point = quantization
+    return float(scale * (-128 - zero_point)), float(scale * (127 - zero_point))
+
+
 def _output_step(interpreter, out):
     if out["dtype"] == np.int8:
         return float(out["quantization"][0])
