@@ -23,6 +23,7 @@ Example:
 
 from keras_sagdq import datasets
 from keras_sagdq import export
+from keras_sagdq import input_range
 from keras_sagdq import layers
 from keras_sagdq import models
 from keras_sagdq import quantizers
@@ -35,6 +36,7 @@ from keras_sagdq.export import verify_tflite
 from keras_sagdq.graph import LayerReport
 from keras_sagdq.graph import QuantizationReport
 from keras_sagdq.graph import quantize_model
+from keras_sagdq.integer_alignment import align_biases
 from keras_sagdq.layers import quantization_off
 from keras_sagdq.layers import set_mode
 from keras_sagdq.pipeline import QuantizationResult
@@ -56,10 +58,12 @@ __all__ = [
     "SynthesisConfig",
     "SynthesisWarning",
     "__version__",
+    "align_biases",
     "calibrate_activations",
     "datasets",
     "export",
     "export_tflite",
+    "input_range",
     "layers",
     "models",
     "quantization_off",

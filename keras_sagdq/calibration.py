@@ -3,6 +3,10 @@
 import keras
 import numpy as np
 
+from keras_sagdq.input_range import default_input_range
+from keras_sagdq.input_range import input_quantizer
+from keras_sagdq.input_range import set_input_grid
+from keras_sagdq.integer_alignment import align_biases
 from keras_sagdq.layers import activation_quantizers
 from keras_sagdq.layers import quantization_off
 from keras_sagdq.layers import reset_compiled_functions
@@ -18,7 +22,10 @@ def calibrate_activations(
     Activations are collected with all quantizers off (the float model), at
     most `max_samples` images, keeping a fixed-size random subsample of each
     tensor per batch plus its exact min and max, so memory stays bounded on
-    large models. Each quantizer then picks its sign and step (`method`).
+    large models. Each quantizer then picks its sign and step (`method`),
+    except an 8-bit quantizer of the model input (`int8_tensors`), which
+    takes the grid of `default_input_range` and stays fixed. Biases are
+    then rounded to the units of an integer runtime (`align_biases`).
 
     Args:
         qmodel: a model from `keras_sagdq.quantize_model`.
@@ -56,6 +63,12 @@ def calibrate_activations(
                 kept.append(_subsample(keras.ops.convert_to_numpy(value), rng))
     for quantizer, kept in zip(quantizers, samples):
         quantizer.initialize(np.concatenate(kept), method=method)
+    first = input_quantizer(qmodel)
+    if first is not None and first.bits == 8:
+        # The file's input grid: where real inputs live, not where these
+        # (often synthetic) images happen to stop.
+        set_input_grid(first, *default_input_range(qmodel, images))
+    align_biases(qmodel)
     reset_compiled_functions(qmodel)
 
 

@@ -36,6 +36,11 @@ class QuantConfig:
         weight_init_norm: `p` of the `mean|w - Q(w)|^p` step search.
         weight_range: `"lp"` (the clip-ratio search) or `"minmax"` (each
             channel's full range, no clipping: plain round-to-nearest).
+        int8_tensors: also give an 8-bit grid to every tensor an integer
+            runtime holds that no quantized layer reads (convolution outputs
+            feeding an addition, the sum, pooled features, the logits), so
+            the Keras model computes what the exported `.tflite` computes
+            instead of rounding those tensors only in the file.
 
     Raises:
         ValueError: if a bit width is outside 2..8 or `weight_init_norm` is
@@ -60,6 +65,7 @@ class QuantConfig:
     skip_layers: tuple = ()
     weight_init_norm: float = quantizers.DEFAULT_NORM_P
     weight_range: str = "lp"
+    int8_tensors: bool = False
 
     def __post_init__(self):
         quantizers.check_bits(self.weight_bits, "weight_bits")

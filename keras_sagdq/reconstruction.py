@@ -212,6 +212,8 @@ def reconstruct(
         q_stream = _run_block(block, q_stream, config.batch_size * 8)
         fp_stream = target
     set_mode(qmodel, "hard")
+    align_biases(qmodel)
+    reset_compiled_functions(qmodel)
     return histories
 
 
@@ -299,7 +301,7 @@ class BlockTrainer(keras.Model):
         self._weight_layers = block.weight_layers
         self._groups = [
             [layer.weight_step for layer in self._weight_layers],
-            [q.step for q in block.activation_quantizers],
+            [q.step for q in block.activation_quantizers if q.trainable],
             [layer.rounding_logits for layer in self._weight_layers],
         ]
         schedule = keras.optimizers.schedules.CosineDecay(

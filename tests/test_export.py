@@ -306,3 +306,102 @@ class ExportTest(TestCase):
             if layer.weight_bits == 8:
                 self.assertTrue(layer.weight_symmetric, msg=layer.name)
                 self.assertLessEqual(np.abs(layer.integer_kernel()).max(), 127)
+
+
+class Int8TensorsTest(TestCase):
+    """`QuantConfig(int8_tensors=True)`: the file computes the Keras model."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        keras.utils.set_random_seed(0)
+        cls.folder = __import__("tempfile").mkdtemp()
+        cls.images = random_images(64)
+        cls.models = {}
+        cls.files = {}
+        cls.float_model = tiny_resnet()
+        for int8_tensors in (False, True):
+            qmodel = ks.quantize_model(
+                cls.float_model, ks.QuantConfig(4, 4, int8_tensors=int8_tensors)
+            )
+            ks.calibrate_activations(qmodel, cls.images)
+            cls.models[int8_tensors] = qmodel
+            cls.files[int8_tensors] = ks.export_tflite(
+                qmodel, os.path.join(cls.folder, f"{int8_tensors}.tflite"), cls.images
+            )
+
+    @classmethod
+    def tearDownClass(cls):
+        __import__("shutil").rmtree(cls.folder, ignore_errors=True)
+        super().tearDownClass()
+
+    def test_quantizers_cover_every_tensor_the_file_holds(self):
+        plain = {q.name for q in ks.layers.activation_quantizers(self.models[False])}
+        full = {q.name for q in ks.layers.activation_quantizers(self.models[True])}
+        self.assertLess(plain, full)
+        # The input, the standardized input, the convolutions feeding the
+        # additions (named after the convolution their BatchNorm folded
+        # into), the last ReLU (read by the pooling), the logits. Not the
+        # pooled features: the Dropout after them is quantized already (the
+        # head's 8-bit input); not the outputs read only by a ReLU.
+        rescaling = self.float_model.layers[1].name
+        last_relu = [
+            layer.name
+            for layer in self.float_model.layers
+            if isinstance(layer, keras.layers.ReLU)
+        ][-1]
+        self.assertEqual(
+            full - plain,
+            {
+                f"{name}_act_quant"
+                for name in (
+                    "input", rescaling, "b1_c2", "b1_short", "b2_pw", last_relu, "head"
+                )
+            },
+        )
+
+    def test_input_grid_is_the_pixel_grid_and_stays_fixed(self):
+        qmodel = self.models[True]
+        first = ks.input_range.input_quantizer(qmodel)
+        self.assertFalse(first.signed)
+        self.assertFalse(first.trainable)
+        self.assertAllClose(to_numpy(first.step), 1.0, atol=1e-6)  # [0, 255] / 255
+        self.assertAllClose(
+            np.array(ks.export.input_range_of(self.files[True])),
+            np.array([0.0, 255.0]),
+            atol=1e-4,
+        )
+
+    def test_biases_are_in_int32_units_and_float_mode_is_untouched(self):
+        qmodel = self.models[True]
+        layer = qmodel.get_layer("b2_pw")
+        unit = to_numpy(layer.input_step) * to_numpy(layer.weight_step).reshape(-1)
+        self.assertGreater(float(to_numpy(layer.input_step)), 0.0)
+        units = to_numpy(layer.aligned_bias()) / unit
+        self.assertAllClose(units, np.round(units), atol=1e-3)
+        with ks.layers.quantization_off(qmodel):
+            twin = to_numpy(qmodel.predict(self.images[:8], verbose=0))
+        # The float twin still computes the float model (its Rescaling has no
+        # offset to round).
+        expected = to_numpy(self.float_model.predict(self.images[:8], verbose=0))
+        self.assertAllClose(twin, expected, atol=1e-4, rtol=1e-4)
+        hard = to_numpy(qmodel.predict(self.images[:8], verbose=0))
+        layer.input_step.assign(0.0)  # float biases again
+        ks.layers.reset_compiled_functions(qmodel)
+        unaligned = to_numpy(qmodel.predict(self.images[:8], verbose=0))
+        ks.align_biases(qmodel)
+        ks.layers.reset_compiled_functions(qmodel)
+        self.assertFalse(np.array_equal(hard, unaligned))
+        self.assertAllClose(
+            to_numpy(qmodel.predict(self.images[:8], verbose=0)), hard, atol=0, rtol=0
+        )
+
+    def test_file_matches_the_keras_model(self):
+        test_images = random_images(100, seed=1)
+        exact = ks.verify_tflite(self.files[True], self.models[True], test_images)
+        rough = ks.verify_tflite(self.files[False], self.models[False], test_images)
+        self.assertEqual(exact.top1_agreement, 1.0)
+        self.assertLess(exact.max_error_steps, 1.01)  # a tie at most
+        self.assertLess(exact.mean_error_steps, 0.05)
+        # Without the 8-bit grids the file rounds tensors the model does not.
+        self.assertGreater(rough.mean_error_steps, 4 * exact.mean_error_steps)

@@ -1,7 +1,7 @@
 """TFLite integer export and its verification."""
 
-from keras_sagdq.export.tflite import choose_input_range
-from keras_sagdq.export.tflite import default_input_range
+from keras_sagdq.input_range import choose_input_range
+from keras_sagdq.input_range import default_input_range
 from keras_sagdq.export.tflite import export_tflite
 from keras_sagdq.export.verify import TFLiteAgreement
 from keras_sagdq.export.verify import input_range_of

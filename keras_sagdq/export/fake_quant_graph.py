@@ -26,6 +26,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_sagdq.graph import tracing
+from keras_sagdq.graph.rewrite import SAME_GRID
+from keras_sagdq.graph.rewrite import is_relu
+from keras_sagdq.integer_alignment import RESCALING_WEIGHT
 from keras_sagdq.layers import ActivationQuantizer
 from keras_sagdq.layers import WeightQuantization
 
@@ -98,6 +101,30 @@ def _fake_quant(x, low, high):
     )
 
 
+def _export_rescaling(layer, x):
+    """`x * scale + offset` as one 1x1 depthwise convolution.
+
+    The converter turns a Rescaling into MUL and ADD and requantizes the
+    input of the MUL on a grid of its own: three roundings where the Keras
+    model has one. A depthwise convolution with the scale as its (exact,
+    +-127) weight and the offset as its bias rounds once.
+    """
+    if len(x.shape) != 4:
+        return layer(x)
+    channels = int(x.shape[-1])
+    scale = np.broadcast_to(np.asarray(layer.scale, np.float32), (channels,))
+    offset = np.broadcast_to(np.asarray(layer.offset, np.float32), (channels,))
+    steps = np.where(scale == 0, 1.0, np.abs(scale) / RESCALING_WEIGHT)
+    integers = np.round(scale / steps).reshape(1, 1, channels, 1)
+    kernel = _fake_quant_weights(
+        integers.reshape(1, 1, 1, channels), steps.reshape(1, 1, 1, channels)
+    )
+    outputs = tf.nn.depthwise_conv2d(
+        x, tf.reshape(kernel, (1, 1, channels, 1)), (1, 1, 1, 1), "VALID"
+    )
+    return outputs + offset
+
+
 def _check_exportable(layer):
     if not layer.weight_per_channel:
         raise ValueError(
@@ -111,15 +138,6 @@ def _check_exportable(layer):
             f"{layer.name!r} with groups={getattr(layer, 'groups', 1)}, "
             f"data_format={data_format!r}"
         )
-
-
-def _is_relu(layer):
-    """A ReLU layer with non-negative outputs (ReLU, ReLU6, capped ReLUs)."""
-    if isinstance(layer, keras.layers.ReLU):
-        return not layer.negative_slope and not layer.threshold
-    if isinstance(layer, keras.layers.Activation):
-        return layer.activation in (keras.activations.relu, keras.activations.relu6)
-    return False
 
 
 class FakeQuantGraph:
@@ -162,7 +180,7 @@ class FakeQuantGraph:
                 bias = (
                     None
                     if layer.bias is None
-                    else keras.ops.convert_to_numpy(layer.bias)
+                    else keras.ops.convert_to_numpy(layer.aligned_bias())
                 )
                 integers, steps = deployed_weights(layer)
                 # 4-bit containers only hold the symmetric [-7, 7] grid, and
@@ -187,16 +205,22 @@ class FakeQuantGraph:
         consumers = self.graph.consumers()
 
         def feeds_quantizers(i):
-            # Read only by activation quantizers, directly or through ReLUs:
-            # the quantizer's range serves, and the converter fuses the ReLU.
+            # Read only by activation quantizers, directly or through ReLUs
+            # (the converter fuses them) or layers that keep the grid
+            # (Dropout, Reshape, max pooling): the quantizer's range serves.
             readers = consumers.get(i, [])
             return bool(readers) and all(
                 isinstance(c.layer, ActivationQuantizer)
-                or (_is_relu(c.layer) and feeds_quantizers(c.outputs[0]))
+                or (
+                    (is_relu(c.layer) or isinstance(c.layer, SAME_GRID))
+                    and all(feeds_quantizers(o) for o in c.outputs)
+                )
                 for c in readers
             )
 
-        self.observed = [self.graph.inputs[0]] + [
+        # An input read by a quantizer (`int8_tensors`) is on its grid.
+        inputs = [] if feeds_quantizers(self.graph.inputs[0]) else self.graph.inputs
+        self.observed = list(inputs) + [
             i
             for step in self.graph.steps
             if not isinstance(step.layer, ActivationQuantizer)
@@ -204,7 +228,7 @@ class FakeQuantGraph:
             if not feeds_quantizers(i)
         ]
         self.nonnegative = {
-            i for step in self.graph.steps if _is_relu(step.layer) for i in step.outputs
+            i for step in self.graph.steps if is_relu(step.layer) for i in step.outputs
         }
         self.ranges = {}
 
@@ -235,6 +259,8 @@ class FakeQuantGraph:
                     return _fake_quant_weights(values, value_steps, num_bits=num_bits)
 
                 return layer.export_call(args[0], integers, steps, bias, quantize)
+            if isinstance(layer, keras.layers.Rescaling):
+                return _export_rescaling(layer, args[0])
             return layer(*args, **kwargs)
 
         inputs = {self.graph.inputs[0]: tf.convert_to_tensor(images)}

@@ -10,6 +10,8 @@ import keras
 import numpy as np
 
 from keras_sagdq import private_api
+from keras_sagdq.input_range import default_input_range
+from keras_sagdq.input_range import input_quantizer
 from keras_sagdq.layers import weight_layers
 
 
@@ -104,6 +106,13 @@ def export_tflite(
             f"{', '.join(map(str, expected))}). "
             f"Received: representative_data with shape {images.shape}"
         )
+    first = input_quantizer(qmodel)
+    if input_range is None and first is not None and first.initialized:
+        # The model quantizes its own input (`int8_tensors`): the file's
+        # input grid is that quantizer's.
+        qmin, qmax = first.integer_range
+        step = float(keras.ops.convert_to_numpy(first.step))
+        input_range = (qmin * step, qmax * step)
     if input_range is None:
         input_range = default_input_range(qmodel, images)
     if not float(input_range[1]) > float(input_range[0]):
@@ -158,134 +167,6 @@ def export_tflite(
     with open(path, "wb") as f:
         f.write(data)
     return path
-
-
-# Leading rescalings that say the model takes 8-bit pixels.
-_PIXEL_RESCALINGS = ((1 / 255.0, 0.0), (1 / 127.5, -1.0), (2 / 255.0, -1.0))
-# The usual input conventions, smallest first.
-_CONVENTIONS = ((0.0, 1.0), (-1.0, 1.0), (0.0, 255.0))
-# Span / std of real images in a convention: Fashion-MNIST in [0, 1] has 2.8,
-# natural images 3-4; a convention far wider than that is not the data's.
-_SPAN_OVER_STD = (1.5, 10.0)
-
-
-def default_input_range(qmodel, images, margin=0.25, tolerance=0.02):
-    """The input range `export_tflite` uses when none is given.
-
-    Synthetic images rarely reach the extremes of real pixels, so their own
-    range would make the file clip real inputs. See `choose_input_range`
-    for the rules.
-
-    Args:
-        qmodel: the model to export (its leading layers are inspected).
-        images: the representative images.
-        margin: widening on each side when no convention applies, a
-            fraction of the images' span.
-        tolerance: how far outside a convention the images may reach, as a
-            fraction of their span.
-
-    Returns:
-        `(low, high)` floats.
-
-    Example:
-
-    >>> default_input_range(qmodel, synthetic_images)   # images in [0.01, 0.8]
-    (0.0, 1.0)
-    """
-    low, high, _ = choose_input_range(qmodel, images, margin, tolerance)
-    return low, high
-
-
-def choose_input_range(qmodel, images, margin=0.25, tolerance=0.02):
-    """`(low, high, reason)`: the default input range and why it was chosen.
-
-    In order:
-
-    1. A model whose first layer rescales 8-bit pixels (`Rescaling(1/255)`,
-       or `1/127.5` with offset -1): [0, 255].
-    2. A model with a leading `Normalization` (adapted to its data): the
-       smallest usual convention, [0, 1], [-1, 1] or [0, 255], that holds
-       the declared mean of every channel and spans 1.5-10 declared stds
-       (real images span about 3).
-    3. The smallest usual convention that holds the images (up to
-       `tolerance` of their span outside it).
-    4. Otherwise the images' range widened by `margin` times its span on
-       each side (e.g. inputs standardized outside the model).
-
-    A declared convention (cases 1 and 2) wins over the images: synthetic
-    images often overshoot the pixel range, real pixels never do, and 8-bit
-    pixels `k / 255` are exact on the [0, 1] grid.
-
-    Args:
-        qmodel: the model to export (its leading layers are inspected).
-        images: the representative images.
-        margin: widening on each side in case 4, a fraction of the span.
-        tolerance: how far outside a convention the images may reach, as a
-            fraction of their span, in case 3.
-
-    Returns:
-        `(low, high, reason)`: floats and a sentence.
-
-    Example:
-
-    >>> choose_input_range(qmodel, synthetic_images)[2]
-    'the representative images fit the [0, 1] convention'
-    """
-    from keras_sagdq.synthesis.input_space import declared_input_space
-
-    low, high = float(np.min(images)), float(np.max(images))
-    span = max(high - low, 1e-6)
-
-    first = _first_layer(qmodel)
-    if isinstance(first, keras.layers.Rescaling):
-        scale = np.unique(np.asarray(first.scale, np.float64))
-        offset = np.unique(np.asarray(first.offset, np.float64))
-        if (
-            scale.size == 1
-            and offset.size == 1
-            and any(
-                np.isclose(scale[0], a, rtol=1e-4)
-                and np.isclose(offset[0], b, atol=1e-4)
-                for a, b in _PIXEL_RESCALINGS
-            )
-        ):
-            return 0.0, 255.0, "the model rescales 8-bit pixels first"
-    declared = declared_input_space(qmodel)
-    if declared is not None:
-        for bottom, top in _CONVENTIONS:
-            ratio = (top - bottom) / float(np.max(declared.std))
-            if (
-                np.all(declared.mean >= bottom)
-                and np.all(declared.mean <= top)
-                and _SPAN_OVER_STD[0] <= ratio <= _SPAN_OVER_STD[1]
-            ):
-                return (
-                    bottom,
-                    top,
-                    f"the Normalization layer's mean and std fit the "
-                    f"[{bottom:g}, {top:g}] convention",
-                )
-    for bottom, top in _CONVENTIONS:
-        if low >= bottom - tolerance * span and high <= top + tolerance * span:
-            return (
-                bottom,
-                top,
-                f"the representative images fit the [{bottom:g}, {top:g}] convention",
-            )
-    return (
-        low - margin * span,
-        high + margin * span,
-        f"the representative images' range widened by {margin:g} of its span "
-        "on each side",
-    )
-
-
-def _first_layer(model):
-    from keras_sagdq.graph import tracing
-
-    graph = tracing.trace(model)
-    consumers = graph.consumers().get(graph.inputs[0], [])
-    return consumers[0].layer if len(consumers) == 1 else None
 
 
 def _export_in_child(qmodel, path, images, options, timeout):

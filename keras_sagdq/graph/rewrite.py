@@ -157,6 +157,43 @@ class _Plan:
             if bits is not None:
                 i = step.input_ids[0]
                 self.tensor_bits[i] = max(bits, self.tensor_bits.get(i, 0))
+        if config.int8_tensors:
+            for i in self._int8_tensors(producers, consumers):
+                self.tensor_bits[i] = 8
+
+    def _int8_tensors(self, producers, consumers):
+        """Tensors an integer runtime holds that no quantizer covers yet.
+
+        Every tensor between ops is int8 in a `.tflite` file, the input
+        included (calibration gives its quantizer the grid of the input's
+        usual range, see `keras_sagdq.input_range`). Not held on a grid of
+        their own: outputs
+        read only by a folded BatchNorm or by ReLUs (fused into the op
+        before), outputs of layers that keep their input's grid (reshapes,
+        max pooling), and softmax outputs (TFLite fixes their grid).
+        """
+        # The model input too: its grid becomes the file's input grid.
+        result = [i for i in self.graph.inputs if i not in self.tensor_bits]
+        for step in self.graph.steps:
+            if isinstance(step.layer, SAME_GRID) or _is_softmax(step.layer):
+                continue
+            for i in step.outputs:
+                readers = consumers.get(i, [])
+                if i in self.tensor_bits:
+                    continue
+                if readers and all(
+                    id(r) in self.folded_into
+                    or is_relu(r.layer)
+                    # A Dropout or Reshape whose output is quantized anyway.
+                    or (
+                        isinstance(r.layer, SAME_GRID)
+                        and all(o in self.tensor_bits for o in r.outputs)
+                    )
+                    for r in readers
+                ):
+                    continue
+                result.append(i)
+        return result
 
     def _fold_blocker(self, bn_step, producers, consumers, config):
         if not config.fold_batchnorm:
@@ -245,7 +282,10 @@ class _Builder:
         if bits is None:
             return tensor
         source = private_api.producing_layer(tensor)
-        base = source.name if source is not None else "input"
+        if tensor_id in self.graph.inputs or source is None:
+            base = "input"
+        else:
+            base = source.name
         quantizer = ActivationQuantizer(
             bits=bits, mode="hard", name=self._unique(f"{base}_act_quant")
         )
@@ -329,6 +369,34 @@ class _Builder:
             weight_sqnr_db=sqnr_db(kernel, _hard_kernel(qlayer)),
         )
         return outputs
+
+
+# Layers whose output an integer runtime keeps on their input's grid.
+SAME_GRID = (
+    keras.layers.Reshape,
+    keras.layers.Flatten,
+    keras.layers.Dropout,
+    keras.layers.SpatialDropout2D,
+    keras.layers.MaxPooling2D,
+    keras.layers.GlobalMaxPooling2D,
+    keras.layers.ZeroPadding2D,
+    keras.layers.Identity,
+)
+
+
+def is_relu(layer):
+    """A layer an integer runtime fuses into the op before it as a clamp."""
+    if isinstance(layer, keras.layers.ReLU):
+        return not layer.negative_slope and not layer.threshold
+    if isinstance(layer, keras.layers.Activation):
+        return layer.activation in (keras.activations.relu, keras.activations.relu6)
+    return False
+
+
+def _is_softmax(layer):
+    if isinstance(layer, keras.layers.Softmax):
+        return True
+    return getattr(layer, "activation", None) is keras.activations.softmax
 
 
 def _single(tensors):

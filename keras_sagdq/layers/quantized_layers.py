@@ -103,6 +103,12 @@ class WeightQuantization:
         self.rounding_logits = self.add_weight(
             name="rounding_logits", shape=shape, initializer="zeros"
         )
+        # The step of the quantizer feeding this layer (0: unknown), set by
+        # `keras_sagdq.integer_alignment.sync_input_steps`; it fixes the
+        # unit of the bias in an integer runtime.
+        self.input_step = self.add_weight(
+            name="input_step", shape=(), initializer="zeros", trainable=False
+        )
         # Calibration learns steps and rounding only; the float weights stay.
         self.kernel.trainable = False
         if self.bias is not None:
@@ -161,6 +167,19 @@ class WeightQuantization:
             hard=self.mode == "hard",
         )
 
+    def aligned_bias(self):
+        """The bias in whole units of `input_step * weight_step` (an int8
+        runtime's int32 bias), or the float bias while `input_step` is 0."""
+        unit = self.input_step * ops.reshape(self.weight_step, (-1,))
+        safe = ops.where(unit > 0, unit, ops.ones_like(unit))
+        return ops.where(unit > 0, ops.round(self.bias / safe) * safe, self.bias)
+
+    def quantized_bias(self):
+        """The bias as the current mode computes it (aligned unless float)."""
+        if self.mode == "float":
+            return self.bias
+        return ops.stop_gradient(self.aligned_bias())
+
     def integer_kernel(self):
         """The deployed integers `q - zp` (hard rounding), as numpy int32."""
         qmin, qmax = self.weight_integer_range
@@ -175,7 +194,7 @@ class WeightQuantization:
 
     def _serialized_variables(self):
         names = ["kernel", "bias", "weight_step", "weight_zero_point"]
-        names += ["weight_base", "rounding_logits"]
+        names += ["weight_base", "rounding_logits", "input_step"]
         return [getattr(self, n) for n in names if getattr(self, n) is not None]
 
     # Keras' Conv and Dense save a fixed list of their own variables; these
@@ -188,6 +207,9 @@ class WeightQuantization:
 
     def load_own_variables(self, store):
         variables = self._serialized_variables()
+        if len(store.keys()) == len(variables) - 1:
+            # Saved before `input_step` existed: the bias stays float.
+            variables = variables[:-1]
         if len(store.keys()) != len(variables):
             raise ValueError(
                 f"Layer {self.name!r} expects {len(variables)} saved variables. "
@@ -251,7 +273,14 @@ class QuantConv2D(WeightQuantization, keras.layers.Conv2D):
 
     def convolution_op(self, inputs, kernel):
         # Conv2D.call passes its float kernel; the quantized one replaces it.
-        return super().convolution_op(inputs, self.quantized_kernel())
+        outputs = super().convolution_op(inputs, self.quantized_kernel())
+        if self.bias is None or self.mode == "float":
+            return outputs
+        # Conv2D.call then adds the float bias: add what aligning moves.
+        moved = self.quantized_bias() - self.bias
+        if self.data_format == "channels_first":
+            moved = ops.reshape(moved, (1, -1, 1, 1))
+        return ops.add(outputs, moved)
 
     def export_call(self, inputs, integers, steps, bias, quantize):
         kernel = quantize(integers, steps)
@@ -324,7 +353,7 @@ class QuantDepthwiseConv2D(WeightQuantization, keras.layers.DepthwiseConv2D):
                 bias_shape = (1,) * (self.rank + 1) + (-1,)
             else:
                 bias_shape = (1, -1) + (1,) * self.rank
-            outputs = ops.add(outputs, ops.reshape(self.bias, bias_shape))
+            outputs = ops.add(outputs, ops.reshape(self.quantized_bias(), bias_shape))
         if self.activation is not None:
             outputs = self.activation(outputs)
         return outputs
@@ -372,7 +401,7 @@ class QuantDense(WeightQuantization, keras.layers.Dense):
     def call(self, inputs, training=None):
         outputs = ops.matmul(inputs, self.quantized_kernel())
         if self.bias is not None:
-            outputs = ops.add(outputs, self.bias)
+            outputs = ops.add(outputs, self.quantized_bias())
         if self.activation is not None:
             outputs = self.activation(outputs)
         return outputs

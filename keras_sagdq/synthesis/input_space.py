@@ -27,6 +27,7 @@ import keras
 import numpy as np
 
 from keras_sagdq.graph import tracing
+from keras_sagdq.layers import ActivationQuantizer
 from keras_sagdq.synthesis.generator import build_generator
 
 _AFFINE_RTOL = 1e-3
@@ -101,6 +102,9 @@ def declared_input_space(model):
     while len(consumers.get(current, [])) == 1:
         (step,) = consumers[current]
         layer = step.layer
+        if isinstance(layer, ActivationQuantizer):  # a quantized twin's input
+            (current,) = step.outputs
+            continue
         if isinstance(layer, keras.layers.Rescaling):
             a = np.broadcast_to(np.asarray(layer.scale, np.float64), (channels,))
             b = np.broadcast_to(np.asarray(layer.offset, np.float64), (channels,))
