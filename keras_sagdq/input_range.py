@@ -11,7 +11,6 @@ import numpy as np
 
 from keras_sagdq.layers import ActivationQuantizer
 
-
 # Leading rescalings that say the model takes 8-bit pixels.
 _PIXEL_RESCALINGS = ((1 / 255.0, 0.0), (1 / 127.5, -1.0), (2 / 255.0, -1.0))
 # The usual input conventions, smallest first.

@@ -35,8 +35,10 @@ from keras_sagdq import backend
 from keras_sagdq.calibration import calibrate_activations
 from keras_sagdq.config import resolve_config
 from keras_sagdq.graph.blocks import find_blocks
+from keras_sagdq.integer_alignment import align_biases
 from keras_sagdq.layers import activation_quantizers
 from keras_sagdq.layers import quantization_off
+from keras_sagdq.layers import reset_compiled_functions
 from keras_sagdq.layers import set_layer_modes
 from keras_sagdq.layers import set_mode
 from keras_sagdq.synthesis.storage import BatchStore

@@ -355,7 +355,13 @@ class Int8TensorsTest(TestCase):
             {
                 f"{name}_act_quant"
                 for name in (
-                    "input", rescaling, "b1_c2", "b1_short", "b2_pw", last_relu, "head"
+                    "input",
+                    rescaling,
+                    "b1_c2",
+                    "b1_short",
+                    "b2_pw",
+                    last_relu,
+                    "head",
                 )
             },
         )
