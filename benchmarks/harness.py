@@ -91,6 +91,12 @@ _OPTIONS = flags.DEFINE_list(
     [],
     "ReconstructionConfig overrides as key=value, e.g. steps=500,rounding_lr=0.01.",
 )
+_QUANT_OPTIONS = flags.DEFINE_list(
+    "quant_options",
+    [],
+    "QuantConfig overrides as key=value, e.g. int8_tensors=True; recorded in the "
+    "row's method label.",
+)
 _EXPORT_DIR = flags.DEFINE_string(
     "export_dir",
     None,
@@ -217,25 +223,25 @@ def top1(model, images, labels, batch_size=500):
     return float(np.mean(np.argmax(logits, axis=-1) == labels))
 
 
-def tflite_latency_ms(path, image, runs=200):
-    """Median single-image latency of a .tflite file, one thread."""
+def tflite_latency_ms(path, image, threads=1, runs=500, warmup=20):
+    """Median single-image latency of a .tflite file (default delegate)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=path, num_threads=1)
+    interpreter = Interpreter(model_path=path, num_threads=threads)
     interpreter.allocate_tensors()
     (inp,) = interpreter.get_input_details()
     interpreter.set_tensor(inp["index"], ks.export.verify.to_input(image[None], inp))
     times = []
-    for _ in range(runs + 10):
+    for _ in range(runs + warmup):
         start = time.perf_counter()
         interpreter.invoke()
         times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times[10:]))
+    return 1000 * float(np.median(times[warmup:]))
 
 
-def tflite_top1(path, images, labels):
+def tflite_outputs(path, images):
     outputs, _ = ks.export.run_tflite(path, images)
-    return float(np.mean(np.argmax(outputs, -1) == labels))
+    return outputs
 
 
 def float_tflite(model, path):
@@ -262,14 +268,25 @@ def export_row(qmodel, model, model_name, setting, images, x_test, y_test):
     start = time.time()
     ks.export_tflite(qmodel, path, representative_data=images[:256])
     seconds = time.time() - start
-    return {
-        "top1": tflite_top1(path, x_test, y_test),
+    lite = np.argmax(tflite_outputs(path, x_test), -1)
+    keras_classes = np.argmax(qmodel.predict(x_test, batch_size=500, verbose=0), -1)
+    row = {
+        "top1": float(np.mean(lite == y_test)),
+        "agreement": float(np.mean(lite == keras_classes)),
         "export_seconds": seconds,
         "bytes": os.path.getsize(path),
         "float_bytes": os.path.getsize(float_path),
-        "latency_ms": tflite_latency_ms(path, x_test[0]),
-        "float_latency_ms": tflite_latency_ms(float_path, x_test[0]),
+        "partitions": ks.export.delegate_partitions(path),
+        "input_range": list(ks.export.input_range_of(path)),
     }
+    # Side by side, one thread then two (median of 500 invokes, 20 warm-up).
+    for threads in (1, 2):
+        suffix = "" if threads == 1 else f"_{threads}_threads"
+        row["latency_ms" + suffix] = tflite_latency_ms(path, x_test[0], threads)
+        row["float_latency_ms" + suffix] = tflite_latency_ms(
+            float_path, x_test[0], threads
+        )
+    return row
 
 
 def peak_memory_mb():
@@ -277,20 +294,25 @@ def peak_memory_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def quantize_with(method, model, setting, images, options):
+def quantize_with(method, model, setting, images, options, quant_options=None):
     """Quantize `model` with one method; returns (qmodel, seconds per stage)."""
     weight_bits, activation_bits = BITS[setting]
+    quant_options = quant_options or {}
     seconds = {}
     start = time.time()
     if method == "rtn":
-        config = ks.QuantConfig(weight_bits, activation_bits, weight_range="minmax")
+        config = ks.QuantConfig(
+            weight_bits, activation_bits, **{"weight_range": "minmax", **quant_options}
+        )
         qmodel = ks.quantize_model(model, config)
         ks.calibrate_activations(
             qmodel, images, method="minmax", max_samples=len(images), batch_size=128
         )
         seconds["quantize"] = time.time() - start
     elif method == "reconstruct":
-        qmodel = ks.quantize_model(model, ks.QuantConfig(weight_bits, activation_bits))
+        qmodel = ks.quantize_model(
+            model, ks.QuantConfig(weight_bits, activation_bits, **quant_options)
+        )
         ks.calibrate_activations(
             qmodel, images, max_samples=len(images), batch_size=128
         )
@@ -332,6 +354,7 @@ def run_rows(
     seeds=(0,),
 ):
     x_test, y_test = load_fashion_mnist("test")
+    quant_options = parse_overrides(_QUANT_OPTIONS.value)
     x_val = y_val = None
     if _VALIDATION.value:
         x_train, y_train = load_fashion_mnist("train")
@@ -401,7 +424,7 @@ def run_rows(
         if source in ("genie", "zeroq", "sadag"):
             label = f"{source} ({len(images)}, {options_label(used_options)})"
         qmodel, seconds = quantize_with(
-            method, model, setting, images, dict(options, seed=seed)
+            method, model, setting, images, dict(options, seed=seed), quant_options
         )
         start = time.time()
         accuracy = top1(qmodel, x_test, y_test)
@@ -414,6 +437,8 @@ def run_rows(
                 **seconds,
             }
         name = method if method == "rtn" else f"{method} ({options_label(options)})"
+        if quant_options:
+            name += f" [{options_label(quant_options)}]"
         rows.append(
             dict(
                 common,
@@ -426,7 +451,10 @@ def run_rows(
                 seconds=seconds,
                 peak_mb=peak_memory_mb(),
                 # Every step count and rate the row depends on.
-                configs=row_configs(source, method, used_options, options),
+                configs=dict(
+                    row_configs(source, method, used_options, options),
+                    quant_options=quant_options,
+                ),
             )
         )
         if _MODELS_DIR.value:
@@ -526,21 +554,28 @@ def write_table(results, path):
     exported = [r for r in results if r.get("tflite") and not r["quick"]]
     lines = [
         "| model | backend | bits | method | calibration | Keras top-1 % "
-        "| .tflite top-1 % | Δ | .tflite KB | float KB "
-        "| size ratio | int8 ms | float ms | speed-up | commit |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| .tflite top-1 % | Δ | agreement % | .tflite KB | float KB "
+        "| size ratio | int8 ms | float ms | int8 / float, 1 thread | 2 threads "
+        "| partitions | commit |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in exported:
         t = r["tflite"]
+        agreement = f"{100 * t['agreement']:.2f}" if "agreement" in t else "-"
+        two = (
+            f"{t['latency_ms_2_threads'] / t['float_latency_ms_2_threads']:.2f}"
+            if "latency_ms_2_threads" in t
+            else "-"
+        )
         lines.append(
             f"| {r['model']} | {r['backend']} | {r['bits']} | {r['method']} "
             f"| {r['calibration']} | {100 * r['top1']:.2f} "
-            f"| {100 * t['top1']:.2f} | {100 * (t['top1'] - r['top1']):+.2f} | "
-            f"{t['bytes'] / 1024:.0f} "
+            f"| {100 * t['top1']:.2f} | {100 * (t['top1'] - r['top1']):+.2f} "
+            f"| {agreement} | {t['bytes'] / 1024:.0f} "
             f"| {t['float_bytes'] / 1024:.0f} | {t['float_bytes'] / t['bytes']:.2f}x "
             f"| {t['latency_ms']:.3f} | {t['float_latency_ms']:.3f} "
-            f"| {t['float_latency_ms'] / t['latency_ms']:.2f}x | "
-            f"{r.get('commit', '-')} |"
+            f"| {t['latency_ms'] / t['float_latency_ms']:.2f} | {two} "
+            f"| {t.get('partitions', '-')} | {r.get('commit', '-')} |"
         )
     replace_section(path, "export", lines)
     replace_section(path, "zoo", zoo_lines(results))

@@ -24,8 +24,9 @@ def calibrate_activations(
     tensor per batch plus its exact min and max, so memory stays bounded on
     large models. Each quantizer then picks its sign and step (`method`),
     except an 8-bit quantizer of the model input (`int8_tensors`), which
-    takes the grid of `default_input_range` and stays fixed. Biases are
-    then rounded to the units of an integer runtime (`align_biases`).
+    takes the grid of `default_input_range` and stays fixed; such a model's
+    biases are then rounded to the units of an integer runtime
+    (`align_biases`).
 
     Args:
         qmodel: a model from `keras_sagdq.quantize_model`.
@@ -65,10 +66,11 @@ def calibrate_activations(
         quantizer.initialize(np.concatenate(kept), method=method)
     first = input_quantizer(qmodel)
     if first is not None and first.bits == 8:
-        # The file's input grid: where real inputs live, not where these
-        # (often synthetic) images happen to stop.
+        # Built for an integer runtime (`int8_tensors`). The file's input
+        # grid: where real inputs live, not where these (often synthetic)
+        # images happen to stop; and biases in the file's units.
         set_input_grid(first, *default_input_range(qmodel, images))
-    align_biases(qmodel)
+        align_biases(qmodel)
     reset_compiled_functions(qmodel)
 
 

@@ -32,7 +32,9 @@ def align_biases(qmodel):
     bias. A `Rescaling` reading a quantized input gets its offset rounded
     in place (the export writes it as a 1x1 depthwise convolution with
     weight `RESCALING_WEIGHT`). `calibrate_activations` and `reconstruct`
-    call this at their end; call it again after changing steps by hand.
+    call this at their end for models that quantize their own input
+    (`QuantConfig(int8_tensors=True)`); call it again after changing steps
+    by hand, or yourself for other models.
 
     Args:
         qmodel: a model from `keras_sagdq.quantize_model`, calibrated.
@@ -43,8 +45,7 @@ def align_biases(qmodel):
     Example:
 
     >>> ks.calibrate_activations(qmodel, images)   # aligns already
-    >>> align_biases(qmodel)
-    21
+    >>> layers_aligned = align_biases(qmodel)      # after changing steps by hand
     """
     graph = tracing.trace(qmodel)
     producers = graph.producers()

@@ -35,6 +35,7 @@ from keras_sagdq import backend
 from keras_sagdq.calibration import calibrate_activations
 from keras_sagdq.config import resolve_config
 from keras_sagdq.graph.blocks import find_blocks
+from keras_sagdq.input_range import input_quantizer
 from keras_sagdq.integer_alignment import align_biases
 from keras_sagdq.layers import activation_quantizers
 from keras_sagdq.layers import quantization_off
@@ -214,8 +215,9 @@ def reconstruct(
         q_stream = _run_block(block, q_stream, config.batch_size * 8)
         fp_stream = target
     set_mode(qmodel, "hard")
-    align_biases(qmodel)
-    reset_compiled_functions(qmodel)
+    if input_quantizer(qmodel) is not None:  # built for an integer runtime
+        align_biases(qmodel)
+        reset_compiled_functions(qmodel)
     return histories
 
 

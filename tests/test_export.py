@@ -131,6 +131,10 @@ class ExportTest(TestCase):
             if io_dtype == np.int8:
                 self.assertNotIn("QUANTIZE", {op["op_name"] for op in ops})
 
+    def test_one_delegate_partition(self):
+        # Unsigned activation grids only: XNNPACK takes the whole file.
+        self.assertEqual(ks.export.delegate_partitions(self.float_io), 1)
+
     def test_verify_agrees_with_the_keras_model(self):
         test_images = random_images(40, seed=1)
         for path in (self.float_io, self.int8_io):

@@ -2,6 +2,7 @@
 
 from keras_sagdq.export.tflite import export_tflite
 from keras_sagdq.export.verify import TFLiteAgreement
+from keras_sagdq.export.verify import delegate_partitions
 from keras_sagdq.export.verify import input_range_of
 from keras_sagdq.export.verify import run_tflite
 from keras_sagdq.export.verify import verify_tflite

@@ -87,8 +87,10 @@ def input_range_of(path):
 
     Example:
 
-    >>> ks.export.input_range_of("model_w4a4.tflite")
-    (0.0, 1.0)
+    >>> path = ks.export_tflite(qmodel, "model.tflite", representative_data=images)
+    >>> low, high = ks.export.input_range_of(path)
+    >>> print(high > low)
+    True
     """
     from ai_edge_litert.interpreter import Interpreter
 
@@ -107,6 +109,33 @@ def input_range_of(path):
         )
     scale, zero_point = quantization
     return float(scale * (-128 - zero_point)), float(scale * (127 - zero_point))
+
+
+def delegate_partitions(path):
+    """The number of partitions the default CPU delegate (XNNPACK) makes of a file.
+
+    Each partition is a run of ops the delegate executes as one node; ops
+    it does not take run on TFLite's own kernels between partitions, and
+    every hand-over costs time. One partition is the best case.
+
+    Args:
+        path: a `.tflite` file.
+
+    Returns:
+        The number of delegate nodes (0 if the delegate took nothing).
+
+    Example:
+
+    >>> path = ks.export_tflite(qmodel, "model.tflite", representative_data=images)
+    >>> print(ks.export.delegate_partitions(path) >= 1)
+    True
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    ops = private_api.tflite_ops(interpreter)
+    return sum(op["op_name"] == "DELEGATE" for op in ops)
 
 
 def _output_step(interpreter, out):

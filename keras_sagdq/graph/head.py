@@ -8,10 +8,17 @@ the logit residual into a difference of probabilities).
 import keras
 from keras import ops
 
+from keras_sagdq.layers.activation_quantizer import ActivationQuantizer
 from keras_sagdq.layers.quantized_layers import WeightQuantization
 
-# Layers allowed between the last Dense and the output: activations only.
-_ACTIVATIONS = (keras.layers.Activation, keras.layers.Softmax, keras.layers.ReLU)
+# Layers allowed between the last Dense and the output: activations, and
+# the 8-bit quantizer of the logits (`QuantConfig.int8_tensors`).
+_ACTIVATIONS = (
+    keras.layers.Activation,
+    keras.layers.Softmax,
+    keras.layers.ReLU,
+    ActivationQuantizer,
+)
 
 
 def find_classifier_head(graph, model_name="model"):
@@ -58,7 +65,8 @@ def pre_activation_logits(layer, features):
     """
     if isinstance(layer, WeightQuantization):
         kernel = layer.quantized_kernel()
+        bias = None if layer.bias is None else layer.quantized_bias()
     else:
-        kernel = layer.kernel
+        kernel, bias = layer.kernel, layer.bias
     logits = ops.matmul(features, kernel)
-    return logits if layer.bias is None else logits + layer.bias
+    return logits if bias is None else logits + bias
