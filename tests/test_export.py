@@ -415,3 +415,25 @@ class Int8TensorsTest(TestCase):
         self.assertLess(exact.mean_error_steps, 0.05)
         # Without the 8-bit grids the file rounds tensors the model does not.
         self.assertGreater(rough.mean_error_steps, 4 * exact.mean_error_steps)
+
+    def test_quantizer_after_the_standardization_covers_real_inputs(self):
+        # Like the reference models: [0, 1] pixels standardized by a Rescaling.
+        inputs = keras.Input((8, 8, 1))
+        x = keras.layers.Rescaling(1 / 0.35, offset=-0.29 / 0.35)(inputs)
+        x = keras.layers.Conv2D(4, 3)(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        model = keras.Model(inputs, keras.layers.Dense(3)(x))
+        qmodel = ks.quantize_model(model, ks.QuantConfig(4, 4, int8_tensors=True))
+        # Synthetic-like images that stop at 0.6: real pixels reach 1.
+        dim = np.random.default_rng(0).uniform(0, 0.6, (16, 8, 8, 1))
+        ks.calibrate_activations(qmodel, dim.astype("float32"))
+        after = [
+            q
+            for q in ks.layers.activation_quantizers(qmodel)
+            if q.name.startswith("rescaling")
+        ][0]
+        qmin, qmax = after.integer_range
+        step = float(to_numpy(after.step))
+        self.assertGreaterEqual(qmax * step, (1 - 0.29) / 0.35 - 1e-4)
+        self.assertLessEqual(qmin * step, -0.29 / 0.35 + 1e-4)
