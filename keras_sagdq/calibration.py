@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from keras_sagdq.input_range import cover_input_range
 from keras_sagdq.input_range import default_input_range
 from keras_sagdq.input_range import input_quantizer
 from keras_sagdq.input_range import set_input_grid
@@ -71,7 +72,7 @@ def calibrate_activations(
         # images happen to stop; and biases in the file's units.
         low, high = default_input_range(qmodel, images)
         set_input_grid(first, low, high)
-        _cover_input_range(qmodel, first, low, high)
+        cover_input_range(qmodel, low, high)
         align_biases(qmodel)
     reset_compiled_functions(qmodel)
 
@@ -81,49 +82,3 @@ def _subsample(values, rng):
     if flat.size > _VALUES_PER_BATCH:
         flat = rng.choice(flat, _VALUES_PER_BATCH, replace=False)
     return np.concatenate([flat, [values.min(), values.max()]])
-
-
-def _cover_input_range(qmodel, first, low, high):
-    """Widen the quantizer after a leading Rescaling/Normalization to real inputs.
-
-    Its step was searched on `images`, often synthetic ones that stop short
-    of the pixel range (GENIE images of a [0, 1] model reach about 0.8): it
-    would clip the bright pixels of real inputs. It gets the range of the
-    leading layers' outputs over the whole input range instead.
-    """
-    from keras_sagdq.graph import tracing
-    from keras_sagdq.layers import ActivationQuantizer
-
-    graph = tracing.trace(qmodel)
-    consumers = graph.consumers()
-    (current,) = [i for i in graph.inputs]
-    chain = []
-    while len(consumers.get(current, [])) == 1:
-        (step,) = consumers[current]
-        layer = step.layer
-        if isinstance(layer, ActivationQuantizer) and layer is not first:
-            break
-        if layer is not first and not isinstance(
-            layer, (keras.layers.Rescaling, keras.layers.Normalization)
-        ):
-            return
-        if layer is not first:
-            chain.append(layer)
-        (current,) = step.outputs
-    readers = consumers.get(current, [])
-    if not chain or len(readers) != 1:
-        return
-    quantizer = readers[0].layer
-    if not isinstance(quantizer, ActivationQuantizer):
-        return
-    shape = tuple(qmodel.inputs[0].shape[1:])
-    ends = np.stack([np.full(shape, low, np.float32), np.full(shape, high, np.float32)])
-    values = ends
-    for layer in chain:
-        values = keras.ops.convert_to_numpy(layer(values))
-    qmin, qmax = quantizer.integer_range
-    current_low = qmin * float(keras.ops.convert_to_numpy(quantizer.step))
-    current_high = qmax * float(keras.ops.convert_to_numpy(quantizer.step))
-    if values.min() < current_low or values.max() > current_high:
-        quantizer.signed = None
-        quantizer.initialize(values.ravel(), method="minmax")

@@ -149,7 +149,7 @@ def _run():
     if _TFLITE.value:
         files["tflite"] = os.path.join(output_dir, "quantized.tflite")
         start = time.time()
-        low, high, reason = ks.export.choose_input_range(result.model, result.data)
+        low, high, reason = ks.input_range.file_input_range(result.model, result.data)
         ks.export_tflite(
             result.model,
             files["tflite"],

@@ -132,17 +132,38 @@ def choose_input_range(qmodel, images, margin=0.25, tolerance=0.02):
 
 
 def _first_layer(model):
-    """The only layer reading the input, past an input quantizer; or None."""
+    """The first layer reading the input, past an input quantizer; or None."""
     from keras_sagdq.graph import tracing
 
-    graph = tracing.trace(model)
-    consumers, current = graph.consumers(), graph.inputs[0]
-    while len(consumers.get(current, [])) == 1:
-        (step,) = consumers[current]
+    for step in tracing.trace(model).leading_steps():
         if not isinstance(step.layer, ActivationQuantizer):
             return step.layer
-        (current,) = step.outputs
     return None
+
+
+def file_input_range(qmodel, images):
+    """`(low, high, reason)`: the input range `export_tflite` gives a file by default.
+
+    A model that quantizes its own input (`QuantConfig(int8_tensors=True)`)
+    gives the file that quantizer's grid; any other gets
+    `choose_input_range`.
+
+    Args:
+        qmodel: the model to export.
+        images: the representative images.
+
+    Returns:
+        `(low, high, reason)`: floats and a sentence.
+
+    Example:
+
+    >>> file_input_range(qmodel, synthetic_images)[:2]
+    (0.0, 1.0)
+    """
+    first = input_quantizer(qmodel)
+    if first is not None and first.initialized:
+        return (*_grid(first), "the grid of the model's input quantizer")
+    return choose_input_range(qmodel, images)
 
 
 def input_quantizer(qmodel):
@@ -171,3 +192,51 @@ def set_input_grid(quantizer, low, high):
     quantizer.step.assign(step)
     quantizer.initialized = True
     quantizer.trainable = False
+
+
+def cover_input_range(qmodel, low, high):
+    """Widen the quantizer after a leading Rescaling/Normalization to real inputs.
+
+    Its step was searched on calibration images, often synthetic ones that
+    stop short of the pixel range (GENIE images of a [0, 1] model reach
+    about 0.8): it would clip the bright pixels of real inputs. It gets the
+    range of the leading layers' outputs over `(low, high)` instead, if
+    that is wider.
+
+    Args:
+        qmodel: a calibrated model that quantizes its own input.
+        low: the smallest real input value.
+        high: the largest real input value.
+    """
+    from keras_sagdq.graph import tracing
+
+    chain, quantizer = [], None
+    for step in tracing.trace(qmodel).leading_steps():
+        layer = step.layer
+        if isinstance(layer, ActivationQuantizer):
+            if chain:
+                quantizer = layer
+                break
+            continue  # the input quantizer
+        if not isinstance(layer, (keras.layers.Rescaling, keras.layers.Normalization)):
+            return
+        chain.append(layer)
+    if quantizer is None:
+        return
+    shape = tuple(qmodel.inputs[0].shape[1:])
+    values = np.stack(
+        [np.full(shape, low, np.float32), np.full(shape, high, np.float32)]
+    )
+    for layer in chain:
+        values = keras.ops.convert_to_numpy(layer(values))
+    grid_low, grid_high = _grid(quantizer)
+    if values.min() < grid_low or values.max() > grid_high:
+        quantizer.signed = None
+        quantizer.initialize(values.ravel(), method="minmax")
+
+
+def _grid(quantizer):
+    """`(low, high)`: the values a calibrated quantizer's grid spans."""
+    qmin, qmax = quantizer.integer_range
+    step = float(keras.ops.convert_to_numpy(quantizer.step))
+    return qmin * step, qmax * step

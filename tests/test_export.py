@@ -59,13 +59,26 @@ class ActivationGridTest(TestCase):
         np.testing.assert_allclose(actual, expected, atol=1e-5)
 
 
-class ExportTest(TestCase):
+class _FilesTest(TestCase):
+    """Seeded; a folder for the class's files and 64 images in [0, 255]."""
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         keras.utils.set_random_seed(0)
         cls.folder = __import__("tempfile").mkdtemp()
         cls.images = random_images(64)
+
+    @classmethod
+    def tearDownClass(cls):
+        __import__("shutil").rmtree(cls.folder, ignore_errors=True)
+        super().tearDownClass()
+
+
+class ExportTest(_FilesTest):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
         cls.qmodel = ks.quantize_model(tiny_resnet(), ks.QuantConfig(4, 4))
         ks.calibrate_activations(cls.qmodel, cls.images)
         cls.float_io = ks.export_tflite(
@@ -77,11 +90,6 @@ class ExportTest(TestCase):
             cls.images,
             int8_io=True,
         )
-
-    @classmethod
-    def tearDownClass(cls):
-        __import__("shutil").rmtree(cls.folder, ignore_errors=True)
-        super().tearDownClass()
 
     def test_weight_integers_and_scales_are_the_models(self):
         interpreter = Interpreter(model_path=self.float_io)
@@ -312,15 +320,12 @@ class ExportTest(TestCase):
                 self.assertLessEqual(np.abs(layer.integer_kernel()).max(), 127)
 
 
-class Int8TensorsTest(TestCase):
+class Int8TensorsTest(_FilesTest):
     """`QuantConfig(int8_tensors=True)`: the file computes the Keras model."""
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        keras.utils.set_random_seed(0)
-        cls.folder = __import__("tempfile").mkdtemp()
-        cls.images = random_images(64)
         cls.models = {}
         cls.files = {}
         cls.float_model = tiny_resnet()
@@ -333,11 +338,6 @@ class Int8TensorsTest(TestCase):
             cls.files[int8_tensors] = ks.export_tflite(
                 qmodel, os.path.join(cls.folder, f"{int8_tensors}.tflite"), cls.images
             )
-
-    @classmethod
-    def tearDownClass(cls):
-        __import__("shutil").rmtree(cls.folder, ignore_errors=True)
-        super().tearDownClass()
 
     def test_quantizers_cover_every_tensor_the_file_holds(self):
         plain = {q.name for q in ks.layers.activation_quantizers(self.models[False])}

@@ -10,8 +10,7 @@ import keras
 import numpy as np
 
 from keras_sagdq import private_api
-from keras_sagdq.input_range import default_input_range
-from keras_sagdq.input_range import input_quantizer
+from keras_sagdq.input_range import file_input_range
 from keras_sagdq.layers import weight_layers
 
 
@@ -58,8 +57,10 @@ def export_tflite(
             (docs/deployment.md).
         activation_grid: `"exact"` or `"range"` (see above).
         input_range: `(low, high)` of the model's inputs, e.g. `(0, 1)` for
-            pixels in [0, 1]. Default: `default_input_range`: [0, 255] for a
-            model that starts with `Rescaling(1/255)`, else the smallest of
+            pixels in [0, 1]. Default: `keras_sagdq.input_range.
+            file_input_range`: the grid of the model's input quantizer
+            (`int8_tensors`), else what the model declares (a leading
+            `Rescaling(1/255)` or `Normalization`), else the smallest of
             [0, 1], [-1, 1], [0, 255] that holds `representative_data`,
             else its range widened by a quarter of its span on each side;
             synthetic data rarely reaches the extremes of real pixels and
@@ -106,15 +107,8 @@ def export_tflite(
             f"{', '.join(map(str, expected))}). "
             f"Received: representative_data with shape {images.shape}"
         )
-    first = input_quantizer(qmodel)
-    if input_range is None and first is not None and first.initialized:
-        # The model quantizes its own input (`int8_tensors`): the file's
-        # input grid is that quantizer's.
-        qmin, qmax = first.integer_range
-        step = float(keras.ops.convert_to_numpy(first.step))
-        input_range = (qmin * step, qmax * step)
     if input_range is None:
-        input_range = default_input_range(qmodel, images)
+        input_range = file_input_range(qmodel, images)[:2]
     if not float(input_range[1]) > float(input_range[0]):
         raise ValueError(
             "`input_range` must be (low, high) with high > low. "

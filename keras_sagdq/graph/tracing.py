@@ -59,6 +59,20 @@ class Graph:
                 result.setdefault(i, []).append(step)
         return result
 
+    def leading_steps(self):
+        """The steps from the first input on, while each tensor has one reader.
+
+        The chain of preprocessing layers (and input quantizers) a model
+        starts with: it stops at the first tensor read twice or never.
+        """
+        consumers, current = self.consumers(), self.inputs[0]
+        while len(consumers.get(current, [])) == 1:
+            (step,) = consumers[current]
+            yield step
+            if len(step.outputs) != 1:
+                return
+            (current,) = step.outputs
+
 
 def is_graph_model(model):
     """True for Sequential and Functional models (not subclassed ones)."""

@@ -104,7 +104,7 @@ class WeightQuantization:
             name="rounding_logits", shape=shape, initializer="zeros"
         )
         # The step of the quantizer feeding this layer (0: unknown), set by
-        # `keras_sagdq.integer_alignment.sync_input_steps`; it fixes the
+        # `keras_sagdq.integer_alignment.align_biases`; it fixes the
         # unit of the bias in an integer runtime.
         self.input_step = self.add_weight(
             name="input_step", shape=(), initializer="zeros", trainable=False

@@ -98,12 +98,10 @@ def declared_input_space(model):
     channels = int(model.inputs[0].shape[-1])
     # The leading layers compute y = x * scale + offset; track scale and offset.
     scale, offset = np.ones(channels), np.zeros(channels)
-    current, consumers, normalized = graph.inputs[0], graph.consumers(), False
-    while len(consumers.get(current, [])) == 1:
-        (step,) = consumers[current]
+    normalized = False
+    for step in graph.leading_steps():
         layer = step.layer
         if isinstance(layer, ActivationQuantizer):  # a quantized twin's input
-            (current,) = step.outputs
             continue
         if isinstance(layer, keras.layers.Rescaling):
             a = np.broadcast_to(np.asarray(layer.scale, np.float64), (channels,))
@@ -117,7 +115,6 @@ def declared_input_space(model):
         else:
             break
         scale, offset = scale * a, offset * a + b
-        (current,) = step.outputs
     if not normalized:
         return None
     return InputSpace(-offset / scale, 1 / np.abs(scale), "normalization layer")
