@@ -14,6 +14,7 @@ from keras_sagdq.layers import QuantDepthwiseConv2D
 from keras_sagdq.layers import weight_layers
 from tests.test_case import TestCase
 from tests.test_case import random_images
+from tests.test_case import randomize_batchnorms
 from tests.test_case import tiny_resnet
 from tests.test_case import to_numpy
 
@@ -437,3 +438,56 @@ class Int8TensorsTest(_FilesTest):
         step = float(to_numpy(after.step))
         self.assertGreaterEqual(qmax * step, (1 - 0.29) / 0.35 - 1e-4)
         self.assertLessEqual(qmin * step, -0.29 / 0.35 + 1e-4)
+
+
+def _linear_bottleneck(input_shape=(12, 12, 3), classes=5):
+    """Two MobileNetV2-style blocks: the projections and the sum are signed."""
+    layers = keras.layers
+    inputs = keras.Input(input_shape)
+    x = layers.Rescaling(1 / 255.0)(inputs)
+    x = layers.Conv2D(8, 3, padding="same", name="stem")(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU(6.0)(x)
+    for block in (1, 2):
+        y = layers.Conv2D(16, 1, name=f"b{block}_expand")(x)
+        y = layers.BatchNormalization()(y)
+        y = layers.ReLU(6.0)(y)
+        y = layers.DepthwiseConv2D(3, padding="same", name=f"b{block}_dw")(y)
+        y = layers.BatchNormalization()(y)
+        y = layers.ReLU(6.0)(y)
+        y = layers.Conv2D(8, 1, name=f"b{block}_project")(y)
+        y = layers.BatchNormalization()(y)
+        # No ReLU: the projection and the sum read by the next block are signed.
+        x = y if block == 1 else layers.Add()([x, y])
+    x = layers.Conv2D(16, 1, name="last")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(classes, name="head")(x)
+    return randomize_batchnorms(keras.Model(inputs, outputs))
+
+
+class SignedGridTest(_FilesTest):
+    """Signed 4-bit grids (linear bottlenecks) convert exactly into one partition."""
+
+    def test_signed_grids_stay_in_the_delegate_and_match_keras(self):
+        qmodel = ks.quantize_model(
+            _linear_bottleneck(), ks.QuantConfig(4, 4, int8_tensors=True)
+        )
+        ks.calibrate_activations(qmodel, self.images)
+        signed = [
+            q.name
+            for q in ks.layers.activation_quantizers(qmodel)
+            if q.signed and q.bits == 4
+        ]
+        # The first block's projection and the sum (the inputs of b2_expand
+        # and of the last convolution).
+        self.assertLen(signed, 2)
+        path = ks.export_tflite(
+            qmodel, os.path.join(self.folder, "signed.tflite"), self.images
+        )
+        interpreter = Interpreter(model_path=path)
+        ops = {op["op_name"] for op in interpreter._get_ops_details()}
+        self.assertNotIn("MAXIMUM", ops)
+        self.assertEqual(ks.export.delegate_partitions(path), 1)
+        agreement = ks.verify_tflite(path, qmodel, random_images(100, seed=1))
+        self.assertEqual(agreement.top1_agreement, 1.0)
+        self.assertLess(agreement.max_error_steps, 1.01)  # a tie at most

@@ -10,7 +10,8 @@ with
   holds `q - zp` with scale `step`;
 - each `ActivationQuantizer` on its own grid: an int8 tensor with scale
   `step` and zero point `127 - qmax`, so saturation clips at the grid's top,
-  and a ReLU (unsigned) or MAXIMUM op (signed) at its bottom
+  and a ReLU at its bottom (signed grids: on the tensor shifted by the
+  grid's bottom, then shifted back by an ADD)
   (`activation_grid="exact"`); or, with
   `activation_grid="range"`, an int8 tensor spanning the learned range
   `[qmin, qmax] * step` (a finer grid than the model's below 8 bits);
@@ -277,8 +278,13 @@ class FakeQuantGraph:
         if qmin == 0:
             # A ReLU clips the bottom (fused into the producing op).
             return _fake_quant(x if nonnegative else tf.nn.relu(x), int8_low, high)
-        # Signed grids need an explicit MAXIMUM op for the bottom.
-        return _fake_quant(tf.maximum(x, low), int8_low, high)
+        # Signed grids: a MAXIMUM op would clip the bottom, but XNNPACK does
+        # not take quantized MAXIMUM and the graph would split. On the grid,
+        # then shifted so the bottom is 0, a ReLU (fused into the SUB) clips
+        # it, and an ADD shifts back: integer steps on one scale, exact.
+        x = _fake_quant(x, int8_low, high)
+        shifted = _fake_quant(tf.nn.relu(x - low), int8_low - low, high - low)
+        return _fake_quant(shifted + low, int8_low, high)
 
     def observe(self, images, batch_size=64):
         """Record the range of every observed tensor over `images`."""
