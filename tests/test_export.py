@@ -438,6 +438,9 @@ class Int8TensorsTest(_FilesTest):
         step = float(to_numpy(after.step))
         self.assertGreaterEqual(qmax * step, (1 - 0.29) / 0.35 - 1e-4)
         self.assertLessEqual(qmin * step, -0.29 / 0.35 + 1e-4)
+        # Reconstruction on the dim images keeps the covering step.
+        ks.reconstruct(qmodel, model, dim.astype("float32"), steps=20, verbose=0)
+        self.assertEqual(float(to_numpy(after.step)), step)
 
 
 def _linear_bottleneck(input_shape=(12, 12, 3), classes=5):
