@@ -103,6 +103,12 @@ _EXPORT_DIR = flags.DEFINE_string(
     "If set, export each quantized model to an integer .tflite there and evaluate "
     "the file (top-1, size, single-image latency next to the float .tflite).",
 )
+_EXPORT_OPTIONS = flags.DEFINE_list(
+    "export_options",
+    [],
+    "export_tflite overrides as key=value, e.g. int8_io=True,low_bit_weights=True; "
+    "recorded in the row's tflite entry and the file's name.",
+)
 _MODELS_DIR = flags.DEFINE_string(
     "models_dir",
     None,
@@ -264,9 +270,13 @@ def export_row(qmodel, model, model_name, setting, images, x_test, y_test):
     float_path = os.path.join(_EXPORT_DIR.value, f"{model_name}_float.tflite")
     if not os.path.exists(float_path):
         float_tflite(model, float_path)
-    path = os.path.join(_EXPORT_DIR.value, f"{model_name}_{setting.lower()}.tflite")
+    options = parse_overrides(_EXPORT_OPTIONS.value)
+    suffix = "".join(f"_{k}-{v}" for k, v in sorted(options.items()))
+    path = os.path.join(
+        _EXPORT_DIR.value, f"{model_name}_{setting.lower()}{suffix}.tflite"
+    )
     start = time.time()
-    ks.export_tflite(qmodel, path, representative_data=images[:256])
+    ks.export_tflite(qmodel, path, representative_data=images[:256], **options)
     seconds = time.time() - start
     lite = np.argmax(tflite_outputs(path, x_test), -1)
     keras_classes = np.argmax(qmodel.predict(x_test, batch_size=500, verbose=0), -1)
@@ -278,6 +288,9 @@ def export_row(qmodel, model, model_name, setting, images, x_test, y_test):
         "float_bytes": os.path.getsize(float_path),
         "partitions": ks.export.delegate_partitions(path),
         "input_range": list(ks.export.input_range_of(path)),
+        "options": options,
+        # Latency below is only an idle-machine number if this is near 0.
+        "load_average_1min": os.getloadavg()[0],
     }
     # Side by side, one thread then two (median of 500 invokes, 20 warm-up).
     for threads in (1, 2):
@@ -499,7 +512,14 @@ def row_key(row):
         row["calibration"],
         row["quick"],
         row.get("seed", 0),
+        # Files exported with non-default options are rows of their own.
+        export_label(row),
     )
+
+
+def export_label(row):
+    options = row.get("tflite", {}).get("options") or {}
+    return " {" + options_label(options) + "}" if options else ""
 
 
 def write_table(results, path):
@@ -568,7 +588,8 @@ def write_table(results, path):
             else "-"
         )
         lines.append(
-            f"| {r['model']} | {r['backend']} | {r['bits']} | {r['method']} "
+            f"| {r['model']} | {r['backend']} | {r['bits']} "
+            f"| {r['method']}{export_label(r)} "
             f"| {r['calibration']} | {100 * r['top1']:.2f} "
             f"| {100 * t['top1']:.2f} | {100 * (t['top1'] - r['top1']):+.2f} "
             f"| {agreement} | {t['bytes'] / 1024:.0f} "
