@@ -35,6 +35,8 @@ import numpy as np
 from absl import app
 from absl import flags
 from provenance import git_commit
+from tflite_timing import float_tflite
+from tflite_timing import latency_pair
 
 import keras_sagdq as ks
 from keras_sagdq.config import parse_overrides
@@ -229,39 +231,9 @@ def top1(model, images, labels, batch_size=500):
     return float(np.mean(np.argmax(logits, axis=-1) == labels))
 
 
-def tflite_latency_ms(path, image, threads=1, runs=500, warmup=20):
-    """Median single-image latency of a .tflite file (default delegate)."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=path, num_threads=threads)
-    interpreter.allocate_tensors()
-    (inp,) = interpreter.get_input_details()
-    interpreter.set_tensor(inp["index"], ks.export.verify.to_input(image[None], inp))
-    times = []
-    for _ in range(runs + warmup):
-        start = time.perf_counter()
-        interpreter.invoke()
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times[warmup:]))
-
-
 def tflite_outputs(path, images):
     outputs, _ = ks.export.run_tflite(path, images)
     return outputs
-
-
-def float_tflite(model, path):
-    """The float model as a float .tflite (no quantization), for size and latency."""
-    import tensorflow as tf
-
-    spec = tf.TensorSpec((1, *model.inputs[0].shape[1:]), tf.float32)
-    function = tf.function(lambda x: model(x), input_signature=[spec])
-    converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [function.get_concrete_function()], function
-    )
-    with open(path, "wb") as f:
-        f.write(converter.convert())
-    return path
 
 
 def export_row(qmodel, model, model_name, setting, images, x_test, y_test):
@@ -289,16 +261,10 @@ def export_row(qmodel, model, model_name, setting, images, x_test, y_test):
         "partitions": ks.export.delegate_partitions(path),
         "input_range": list(ks.export.input_range_of(path)),
         "options": options,
-        # Latency below is only an idle-machine number if this is near 0.
-        "load_average_1min": os.getloadavg()[0],
     }
-    # Side by side, one thread then two (median of 500 invokes, 20 warm-up).
-    for threads in (1, 2):
-        suffix = "" if threads == 1 else f"_{threads}_threads"
-        row["latency_ms" + suffix] = tflite_latency_ms(path, x_test[0], threads)
-        row["float_latency_ms" + suffix] = tflite_latency_ms(
-            float_path, x_test[0], threads
-        )
+    # Side by side, one thread then two (median of 500 invokes, 20 warm-up),
+    # with the load average: only near 0 is it an idle-machine number.
+    row.update(latency_pair(path, float_path, x_test[0]))
     return row
 
 

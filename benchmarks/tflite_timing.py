@@ -1,0 +1,73 @@
+"""Float `.tflite` reference files and single-image latency, for the benchmarks."""
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+import keras_sagdq as ks
+
+# Run in a child process under the TensorFlow backend (argv: .keras in, .tflite out).
+_CONVERT = """
+import sys
+import keras
+import tensorflow as tf
+model = keras.saving.load_model(sys.argv[1], safe_mode=True)
+spec = tf.TensorSpec((1, *model.inputs[0].shape[1:]), tf.float32)
+function = tf.function(lambda x: model(x), input_signature=[spec])
+converter = tf.lite.TFLiteConverter.from_concrete_functions(
+    [function.get_concrete_function()], function
+)
+with open(sys.argv[2], "wb") as f:
+    f.write(converter.convert())
+"""
+
+
+def float_tflite(model, path):
+    """Write the float model as a float `.tflite` (no quantization); returns `path`.
+
+    Converted by a child process with `KERAS_BACKEND=tensorflow`, so the
+    caller may run either backend.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        keras_path = os.path.join(folder, "float.keras")
+        model.save(keras_path)
+        env = dict(os.environ, KERAS_BACKEND="tensorflow")
+        subprocess.run(
+            [sys.executable, "-c", _CONVERT, keras_path, path], env=env, check=True
+        )
+    return path
+
+
+def tflite_latency_ms(path, image, threads=1, runs=500, warmup=20):
+    """Median single-image latency of a `.tflite` file (default delegate), in ms."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=path, num_threads=threads)
+    interpreter.allocate_tensors()
+    (inp,) = interpreter.get_input_details()
+    interpreter.set_tensor(inp["index"], ks.export.verify.to_input(image[None], inp))
+    times = []
+    for _ in range(runs + warmup):
+        start = time.perf_counter()
+        interpreter.invoke()
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times[warmup:]))
+
+
+def latency_pair(path, float_path, image, threads=(1, 2)):
+    """Latency of a file and of its float twin, side by side, per thread count.
+
+    Returns `{"latency_ms": .., "float_latency_ms": .., "latency_ms_2_threads":
+    .., ...}` and the 1-minute load average (an idle machine is near 0).
+    """
+    row = {}
+    for count in threads:
+        suffix = "" if count == 1 else f"_{count}_threads"
+        row["latency_ms" + suffix] = tflite_latency_ms(path, image, count)
+        row["float_latency_ms" + suffix] = tflite_latency_ms(float_path, image, count)
+    row["load_average_1min"] = os.getloadavg()[0]
+    return row
