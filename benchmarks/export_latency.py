@@ -27,8 +27,8 @@ import numpy as np
 from absl import app
 from absl import flags
 from provenance import git_commit
-from tflite_timing import float_tflite
-from tflite_timing import latency_pair
+from tflite_measure import float_tflite
+from tflite_measure import latency_pair
 
 import keras_sagdq as ks
 

@@ -35,8 +35,9 @@ import numpy as np
 from absl import app
 from absl import flags
 from provenance import git_commit
-from tflite_timing import float_tflite
-from tflite_timing import latency_pair
+from tflite_measure import float_tflite
+from tflite_measure import latency_pair
+from tflite_measure import size_breakdown
 
 import keras_sagdq as ks
 from keras_sagdq.config import parse_overrides
@@ -261,6 +262,7 @@ def export_row(qmodel, model, model_name, setting, images, x_test, y_test):
         "partitions": ks.export.delegate_partitions(path),
         "input_range": list(ks.export.input_range_of(path)),
         "options": options,
+        "size": size_breakdown(path),
     }
     # Side by side, one thread then two (median of 500 invokes, 20 warm-up),
     # with the load average: only near 0 is it an idle-machine number.

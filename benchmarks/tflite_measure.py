@@ -1,4 +1,4 @@
-"""Float `.tflite` reference files and single-image latency, for the benchmarks."""
+"""Float `.tflite` twins, latency, and size by kind of `.tflite` files."""
 
 import os
 import subprocess
@@ -71,3 +71,28 @@ def latency_pair(path, float_path, image, threads=(1, 2)):
         row["float_latency_ms" + suffix] = tflite_latency_ms(float_path, image, count)
     row["load_average_1min"] = os.getloadavg()[0]
     return row
+
+
+def size_breakdown(path):
+    """Bytes of a `.tflite` file by kind: weights, biases, quantization metadata, rest.
+
+    The metadata is each quantized tensor's scales (float32) and zero points
+    (int64), one per channel for per-channel weights and their biases.
+    """
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(path)
+    sizes = {"weights": 0, "biases": 0, "quantization": 0}
+    for tensor in model.subgraphs[0].tensors:
+        data = model.buffers[tensor.buffer].data
+        count = 0 if data is None else len(data)
+        # TensorType 2 is INT32: the biases of an integer file.
+        sizes["biases" if tensor.type == 2 else "weights"] += count
+        quantization = tensor.quantization
+        if quantization is not None and quantization.scale is not None:
+            zero_points = quantization.zeroPoint
+            sizes["quantization"] += 4 * len(quantization.scale) + 8 * (
+                0 if zero_points is None else len(zero_points)
+            )
+    sizes["rest"] = os.path.getsize(path) - sum(sizes.values())
+    return sizes
