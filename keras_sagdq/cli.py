@@ -74,6 +74,13 @@ _INPUT_MEAN = flags.DEFINE_list(
 _INPUT_STD = flags.DEFINE_list(
     "input_std", None, "Per-channel std of the input space, e.g. `0.5` or `64`."
 )
+_SHARD = flags.DEFINE_string(
+    "shard",
+    None,
+    "This process's part of a synthesis split across processes sharing "
+    "--output_dir, as index/count (e.g. 1/4); default: torchrun's RANK / "
+    "WORLD_SIZE or TF_CONFIG if set. Shard 0 calibrates and writes the files.",
+)
 _VERBOSE = flags.DEFINE_integer(
     "verbose", 1, "0: quiet, 1: progress bars, 2: one line per run."
 )
@@ -142,7 +149,11 @@ def _run():
         input_mean=_floats(_INPUT_MEAN),
         input_std=_floats(_INPUT_STD),
         verbose=_VERBOSE.value,
+        shard=_SHARD.value,
     )
+    if result is None:  # another shard calibrates
+        print(f"{name}: this shard's synthesis is done; shard 0 writes the files")
+        return
     files = {"quantized model": os.path.join(output_dir, "quantized.keras")}
     result.model.save(files["quantized model"])
     seconds = dict(result.seconds)

@@ -16,6 +16,8 @@ from keras_sagdq.reconstruction import reconstruction_config
 from keras_sagdq.synthesis import SynthesisConfig
 from keras_sagdq.synthesis import synthesize
 from keras_sagdq.synthesis.probe import check_model
+from keras_sagdq.synthesis.sharding import Shard
+from keras_sagdq.synthesis.sharding import resolve_shard
 from keras_sagdq.synthesis.synthesize import METHODS
 from keras_sagdq.synthesis.synthesize import synthesis_config
 
@@ -88,6 +90,7 @@ def quantize(
     input_std=None,
     verbose="auto",
     callbacks=None,
+    shard=None,
 ):
     """Quantize a trained image classifier without its training data.
 
@@ -133,10 +136,15 @@ def quantize(
         verbose: verbosity of every stage (0, 1, 2 or `"auto"`).
         callbacks: Keras callbacks passed to every `fit` (each synthesized
             batch and each reconstructed block).
+        shard: split the synthesis across processes sharing `directory`
+            (see `ks.synthesize`); default: the launcher's (`torchrun`'s
+            `RANK` / `WORLD_SIZE`, or `TF_CONFIG`), else none. Shard 0
+            then calibrates; the others return None once the images are
+            all made.
 
     Returns:
         A `QuantizationResult` (`.model`, `.data`, `.report`, `.seconds`,
-        `.histories`).
+        `.histories`), or None on a shard other than 0.
 
     Raises:
         TypeError: for a model that is not a Sequential or Functional
@@ -177,6 +185,8 @@ def quantize(
         raise ValueError(
             f"`method` must be one of {METHODS}. Received: method={method!r}"
         )
+    # Resolved here too: whether this process calibrates depends on it.
+    shard = resolve_shard(shard) if images is None else Shard()
     synthesis_cfg = _synthesis_config(method, profile, synthesis)
     reconstruction_cfg = _config(
         reconstruction,
@@ -206,9 +216,14 @@ def quantize(
             input_std=input_std,
             verbose=verbose,
             callbacks=[synthesis_logs, *(callbacks or [])],
+            shard=shard,
             **extra,
         )
     seconds["synthesis"] = time.time() - start
+    if shard.index != 0:
+        if verbose:
+            print(f"Shard {shard.index}/{shard.count}: done; shard 0 calibrates.")
+        return None
 
     start = time.time()
     if verbose:

@@ -98,6 +98,13 @@ class CommandTest(TestCase):
         self.assertEqual(code, 0)
         with open(os.path.join(output, "report.json")) as f:
             self.assertEqual(json.load(f)["top1"], report["top1"])
+        # Another shard of the same run writes nothing and says who does.
+        code, stdout_shard, stderr = run_cli(
+            *args, "--weight_bits=3", "--shard=1/2", *_TINY_BUDGET
+        )
+        self.assertEqual(code, 0, msg=stderr)
+        self.assertIn("shard 0 writes the files", stdout_shard)
+        self.assertNotIn("top-1", stdout_shard)
         # The input space can be given instead of inferred.
         given = os.path.join(folder, "given")
         code, _, stderr = run_cli(
@@ -177,6 +184,7 @@ class CommandTest(TestCase):
             "BatchNormalization": (f"--model={no_bn}", out, *_TINY_BUDGET),
             "subclassed": (f"--model={subclassed}", out),
             "arrays `x` and `y`": (f"--model={good}", f"--eval={bad_npz}", out),
+            "index=2, count=2": (f"--model={good}", "--shard=2/2", out),
             "Unknown SynthesisConfig field": (
                 f"--model={good}",
                 "--synthesis=stepz=3",

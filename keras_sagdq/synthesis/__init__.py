@@ -9,6 +9,7 @@ from keras_sagdq.synthesis.input_space import declared_input_space
 from keras_sagdq.synthesis.input_space import infer_input_space
 from keras_sagdq.synthesis.input_space import resolve_input_space
 from keras_sagdq.synthesis.probe import BatchNormProbe
+from keras_sagdq.synthesis.sharding import Shard
 from keras_sagdq.synthesis.swing import SwingShift
 from keras_sagdq.synthesis.synthesize import SynthesisConfig
 from keras_sagdq.synthesis.synthesize import synthesis_config

@@ -158,7 +158,8 @@ def _flatten(settings, prefix=""):
 
 
 def _write_atomically(path, write):
-    temporary = path + ".partial"
+    # One temporary name per process: shards may write the same file at once.
+    temporary = f"{path}.{os.getpid()}.partial"
     with open(temporary, "wb") as f:
         write(f)
     os.replace(temporary, path)

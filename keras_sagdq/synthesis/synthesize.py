@@ -30,8 +30,13 @@ from keras_sagdq.synthesis.input_space import declared_input_space
 from keras_sagdq.synthesis.input_space import resolve_input_space
 from keras_sagdq.synthesis.probe import BatchNormProbe
 from keras_sagdq.synthesis.probe import check_model
+from keras_sagdq.synthesis.sharding import Shard
+from keras_sagdq.synthesis.sharding import resolve_shard
+from keras_sagdq.synthesis.sharding import wait_for
 from keras_sagdq.synthesis.storage import BatchStore
 from keras_sagdq.synthesis.trainer import SynthesisTrainer
+
+_WHOLE_RUN = Shard()
 
 METHODS = ("genie", "zeroq", "gaussian", "sadag")
 
@@ -216,6 +221,7 @@ def synthesize(
     input_mean=None,
     input_std=None,
     quant_config=None,
+    shard=None,
     **overrides,
 ):
     """Synthesize calibration images from a trained model, without data.
@@ -244,6 +250,13 @@ def synthesize(
     the warm-up batches, their generator state, `q0` and the refined
     batches are all saved and reused.
 
+    Processes that share `directory` can split the batches (`shard`, or
+    the shard a launcher such as `torchrun` gives the process): each makes
+    its own batches, then waits for the others' files, and every process
+    returns the images a single process would have made. With `"sadag"`
+    the GENIE warm-up is split; `q0` and the refinement, which reads the
+    earlier batches, run on shard 0 while the others wait for its files.
+
     Every synthesized batch is checked (`diagnostics.check_images`): images
     far from the model's statistics, constant or saturated images, or
     extreme pixels raise a `SynthesisWarning` naming the numbers.
@@ -270,6 +283,12 @@ def synthesize(
             `input_mean`.
         quant_config: the `QuantConfig` of the model to calibrate;
             required by `"sadag"`, refused by the other methods.
+        shard: this process's part of a run split across processes:
+            `"index/count"`, `(index, count)` or a
+            `keras_sagdq.synthesis.Shard` (which also sets how long to wait
+            for the others). Default: the launcher's (`RANK` /
+            `WORLD_SIZE`, or `TF_CONFIG`), else the whole run. A split run
+            needs `directory`.
         **overrides: fields of the config to replace, e.g. `steps=200`.
 
     Returns:
@@ -281,6 +300,8 @@ def synthesize(
             or a `directory` holding batches made with other settings.
         FloatingPointError: if the loss becomes NaN or infinite (names the
             batch and step).
+        TimeoutError: if a shard waits longer than its `timeout_s` for
+            another shard's files.
 
     Example:
 
@@ -323,6 +344,14 @@ def synthesize(
             f"quant_config of type {type(quant_config).__name__}"
         )
     check_model(model)
+    # Gaussian noise takes no time to make: every process makes all of it.
+    shard = _WHOLE_RUN if method == "gaussian" else resolve_shard(shard)
+    if shard.sharded and directory is None:
+        raise ValueError(
+            f"Shard {shard.index}/{shard.count}: a split run meets in `directory`; "
+            "pass a directory all processes share, or shard='0/1' to make every "
+            f"image in this process. Received: directory={directory!r}"
+        )
     image_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
     if method == "gaussian":
         given = sorted(overrides) + ["config"] * (config is not None)
@@ -366,7 +395,14 @@ def synthesize(
     elif directory is not None:
         warmup_store = BatchStore(directory, genie_settings)
     space = _stored_or_resolved_input_space(
-        model, store or warmup_store, input_mean, input_std, config, seed, verbose
+        model,
+        store or warmup_store,
+        input_mean,
+        input_std,
+        config,
+        seed,
+        verbose,
+        shard,
     )
     sizes = [
         min(config.batch_size, num_samples - start)
@@ -386,9 +422,23 @@ def synthesize(
         verbose,
         callbacks,
         keep_states=method == "sadag",
+        shard=shard,
     )
     if method != "sadag":
         return np.concatenate(batches)
+    if shard.index != 0:
+        # q0 and the refinement (each batch reads the earlier ones) are
+        # shard 0's; the others return its images.
+        return np.concatenate(
+            [
+                wait_for(
+                    lambda i=i, n=n: store.load(i, (n, *image_shape)),
+                    shard,
+                    f"refined batch {i} from shard 0",
+                )
+                for i, n in enumerate(sizes)
+            ]
+        )
     if warmup_store is not None:
         warmup_store.save_json(_INPUT_SPACE_FILE, space.to_dict())
     q0 = sadag.load_or_make_q0(
@@ -426,19 +476,28 @@ def _synthesized_batches(
     verbose,
     callbacks,
     keep_states=False,
+    shard=_WHOLE_RUN,
 ):
     """Synthesized (or loaded) batches, and a function returning a batch's state.
 
     With `keep_states`, each batch's generator state is kept too (saved
     beside the batch with a store, else in memory); a saved batch without
     its state is synthesized again (the same seed gives the same batch).
+    A shard makes its own batches first, then waits for the others'.
     """
     image_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
-    batches, in_memory = [], {}
-    for index, size in enumerate(sizes):
-        images = store.load(index, (size, *image_shape)) if store else None
+    batches, in_memory = {}, {}
+
+    def saved(index):
+        images = store.load(index, (sizes[index], *image_shape)) if store else None
         if images is not None and keep_states and not store.has_arrays(index):
-            images = None
+            return None  # its state is written first: not finished yet
+        return images
+
+    for index, size in enumerate(sizes):
+        if not shard.owns(index):
+            continue
+        images = saved(index)
         if images is None:
             if verbose:
                 print(
@@ -455,23 +514,35 @@ def _synthesized_batches(
                 store.save(index, images)
             elif keep_states:
                 in_memory[index] = state
-        batches.append(images)
+        batches[index] = images
+    for index in range(len(sizes)):
+        if index not in batches:
+            batches[index] = wait_for(
+                lambda index=index: saved(index),
+                shard,
+                f"batch {index} from shard {index % shard.count}",
+            )
 
     def state_of(index):
         return in_memory[index] if index in in_memory else store.load_arrays(index)
 
-    return batches, state_of
+    return [batches[index] for index in range(len(sizes))], state_of
 
 
 _INPUT_SPACE_FILE = "input_space.json"
 
 
 def _stored_or_resolved_input_space(
-    model, store, input_mean, input_std, config, seed, verbose
+    model, store, input_mean, input_std, config, seed, verbose, shard=_WHOLE_RUN
 ):
     # The inferred space is saved with the batches: a resumed run must use
-    # the same one, and inferring it again would cost a GENIE run.
+    # the same one, and inferring it again would cost a GENIE run. Shard 0
+    # infers it for a split run.
     stored = store.load_json(_INPUT_SPACE_FILE) if store else None
+    if stored is None and shard.index != 0:
+        stored = wait_for(
+            lambda: store.load_json(_INPUT_SPACE_FILE), shard, "the input space"
+        )
     if stored is not None:
         space = InputSpace.from_dict(stored)
     else:
