@@ -6,6 +6,8 @@ often does (a leading `Rescaling(1/255)`, an adapted `Normalization`), or
 the usual conventions do ([0, 1], [-1, 1], [0, 255]).
 """
 
+import collections
+
 import keras
 import numpy as np
 
@@ -47,6 +49,9 @@ def default_input_range(qmodel, images, margin=0.25, tolerance=0.02):
     return low, high
 
 
+_MeanStd = collections.namedtuple("_MeanStd", ["mean", "std"])
+
+
 def choose_input_range(qmodel, images, margin=0.25, tolerance=0.02):
     """`(low, high, reason)`: the default input range and why it was chosen.
 
@@ -54,7 +59,8 @@ def choose_input_range(qmodel, images, margin=0.25, tolerance=0.02):
 
     1. A model whose first layer rescales 8-bit pixels (`Rescaling(1/255)`,
        or `1/127.5` with offset -1): [0, 255].
-    2. A model with a leading `Normalization` (adapted to its data): the
+    2. A model with a leading `Normalization` (adapted to its data), or a
+       leading `Rescaling` that standardizes (`(x - mean) / std`): the
        smallest usual convention, [0, 1], [-1, 1] or [0, 255], that holds
        the declared mean of every channel and spans 1.5-10 declared stds
        (real images span about 3).
@@ -101,7 +107,13 @@ def choose_input_range(qmodel, images, margin=0.25, tolerance=0.02):
             )
         ):
             return 0.0, 255.0, "the model rescales 8-bit pixels first"
-    declared = declared_input_space(qmodel)
+    declared, source = declared_input_space(qmodel), "the Normalization layer's"
+    if declared is None and isinstance(first, keras.layers.Rescaling):
+        # A standardizing Rescaling, `(x - mean) / std`, declares them too.
+        scale = np.asarray(first.scale, np.float64)
+        if np.all(scale > 0):
+            declared = _MeanStd(-np.asarray(first.offset) / scale, 1.0 / scale)
+            source = "the leading Rescaling's implied"
     if declared is not None:
         for bottom, top in _CONVENTIONS:
             ratio = (top - bottom) / float(np.max(declared.std))
@@ -113,8 +125,7 @@ def choose_input_range(qmodel, images, margin=0.25, tolerance=0.02):
                 return (
                     bottom,
                     top,
-                    f"the Normalization layer's mean and std fit the "
-                    f"[{bottom:g}, {top:g}] convention",
+                    f"{source} mean and std fit the [{bottom:g}, {top:g}] convention",
                 )
     for bottom, top in _CONVENTIONS:
         if low >= bottom - tolerance * span and high <= top + tolerance * span:
@@ -157,7 +168,8 @@ def file_input_range(qmodel, images):
 
     Example:
 
-    >>> file_input_range(qmodel, synthetic_images)[:2]
+    >>> low, high, reason = file_input_range(qmodel, synthetic_images)
+    >>> round(low, 6), round(high, 6)
     (0.0, 1.0)
     """
     first = input_quantizer(qmodel)

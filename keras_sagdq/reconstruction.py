@@ -412,8 +412,12 @@ def _check_twin(qmodel, fp_model, images):
     with quantization_off(qmodel):
         twin = ops.convert_to_numpy(qmodel(images))
     reference = ops.convert_to_numpy(fp_model(images))
+    # Relative to the outputs' scale: a leading Rescaling's offset is rounded
+    # to the file's units (`align_biases`), a shift that extreme inputs
+    # (a few synthesis steps) amplify; another model differs by far more.
+    scale = max(1.0, float(np.abs(reference).max())) if reference.size else 1.0
     if twin.shape != reference.shape or not np.allclose(
-        twin, reference, atol=1e-3, rtol=1e-3
+        twin, reference, atol=1e-3 * scale, rtol=1e-3
     ):
         raise ValueError(
             "`qmodel` with quantization off does not reproduce `fp_model`; pass the "

@@ -62,11 +62,9 @@ class AccuracyTierTest(TestCase):
             genie, top1[f"{name} W4A4 calibrate standardized noise"] + 0.15
         )
 
-    # Known defect, issue 14: measured per-image agreement 98.0 / 97.4 %
-    # (ResNet-20 W4A4) and 91.9 / 87.6 % (MobileNetV2 W3A3, signed grids).
-    # When the export is exact this test passes, and pytest reports the
-    # unexpected success as a failure: remove the decorator then.
-    @unittest.expectedFailure
+    # Failed before issue 14's fixes (per-image agreement 98.0 / 97.4 % for
+    # ResNet-20 W4A4, 91.9 / 87.6 % for MobileNetV2 W3A3 with signed grids);
+    # passes since int8_tensors is the default (b8e7f4a).
     def test_tflite_file_computes_the_keras_model(self):
         with tempfile.TemporaryDirectory() as folder:
             results = tier.tflite_agreements(folder)
