@@ -6,8 +6,6 @@ often does (a leading `Rescaling(1/255)`, an adapted `Normalization`), or
 the usual conventions do ([0, 1], [-1, 1], [0, 255]).
 """
 
-import collections
-
 import keras
 import numpy as np
 
@@ -49,9 +47,6 @@ def default_input_range(qmodel, images, margin=0.25, tolerance=0.02):
     return low, high
 
 
-_MeanStd = collections.namedtuple("_MeanStd", ["mean", "std"])
-
-
 def choose_input_range(qmodel, images, margin=0.25, tolerance=0.02):
     """`(low, high, reason)`: the default input range and why it was chosen.
 
@@ -88,6 +83,7 @@ def choose_input_range(qmodel, images, margin=0.25, tolerance=0.02):
     >>> choose_input_range(qmodel, synthetic_images)[2]
     'the representative images fit the [0, 1] convention'
     """
+    from keras_sagdq.synthesis.input_space import InputSpace
     from keras_sagdq.synthesis.input_space import declared_input_space
 
     low, high = float(np.min(images)), float(np.max(images))
@@ -112,7 +108,9 @@ def choose_input_range(qmodel, images, margin=0.25, tolerance=0.02):
         # A standardizing Rescaling, `(x - mean) / std`, declares them too.
         scale = np.asarray(first.scale, np.float64)
         if np.all(scale > 0):
-            declared = _MeanStd(-np.asarray(first.offset) / scale, 1.0 / scale)
+            declared = InputSpace(
+                -np.asarray(first.offset) / scale, 1.0 / scale, "rescaling layer"
+            )
             source = "the leading Rescaling's implied"
     if declared is not None:
         for bottom, top in _CONVENTIONS:
