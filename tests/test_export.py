@@ -443,8 +443,12 @@ class Int8TensorsTest(_FilesTest):
         self.assertEqual(float(to_numpy(after.step)), step)
 
 
-def _linear_bottleneck(input_shape=(12, 12, 3), classes=5):
-    """Two MobileNetV2-style blocks: the projections and the sum are signed."""
+def _linear_bottleneck(input_shape=(12, 12, 3), classes=5, padded=False):
+    """Two MobileNetV2-style blocks: the projections and the sum are signed.
+
+    With `padded`, the second depthwise convolution reads a ZeroPadding2D of
+    a ReLU6 (as in keras.applications' strided blocks).
+    """
     layers = keras.layers
     inputs = keras.Input(input_shape)
     x = layers.Rescaling(1 / 255.0)(inputs)
@@ -455,7 +459,11 @@ def _linear_bottleneck(input_shape=(12, 12, 3), classes=5):
         y = layers.Conv2D(16, 1, name=f"b{block}_expand")(x)
         y = layers.BatchNormalization()(y)
         y = layers.ReLU(6.0)(y)
-        y = layers.DepthwiseConv2D(3, padding="same", name=f"b{block}_dw")(y)
+        if padded and block == 2:
+            y = layers.ZeroPadding2D(1)(y)
+            y = layers.DepthwiseConv2D(3, name=f"b{block}_dw")(y)
+        else:
+            y = layers.DepthwiseConv2D(3, padding="same", name=f"b{block}_dw")(y)
         y = layers.BatchNormalization()(y)
         y = layers.ReLU(6.0)(y)
         y = layers.Conv2D(8, 1, name=f"b{block}_project")(y)
@@ -494,3 +502,21 @@ class SignedGridTest(_FilesTest):
         agreement = ks.verify_tflite(path, qmodel, random_images(100, seed=1))
         self.assertEqual(agreement.top1_agreement, 1.0)
         self.assertLess(agreement.max_error_steps, 1.01)  # a tie at most
+
+    def test_padded_relu_outputs_need_no_relu_op(self):
+        # The quantizer after a ZeroPadding2D of a ReLU6: a ReLU op there
+        # cannot be fused into the PAD, and XNNPACK does not take it.
+        qmodel = ks.quantize_model(
+            _linear_bottleneck(padded=True), ks.QuantConfig(4, 4, int8_tensors=True)
+        )
+        ks.calibrate_activations(qmodel, self.images)
+        path = ks.export_tflite(
+            qmodel, os.path.join(self.folder, "padded.tflite"), self.images
+        )
+        interpreter = Interpreter(model_path=path)
+        ops = [op["op_name"] for op in interpreter._get_ops_details()]
+        self.assertNotIn("RELU", ops)
+        self.assertEqual(ks.export.delegate_partitions(path), 1)
+        agreement = ks.verify_tflite(path, qmodel, random_images(100, seed=1))
+        self.assertEqual(agreement.top1_agreement, 1.0)
+        self.assertLess(agreement.max_error_steps, 1.01)

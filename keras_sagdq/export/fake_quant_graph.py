@@ -228,9 +228,16 @@ class FakeQuantGraph:
             for i in step.outputs
             if not feeds_quantizers(i)
         ]
-        self.nonnegative = {
-            i for step in self.graph.steps if is_relu(step.layer) for i in step.outputs
-        }
+        # ReLU outputs, and what zero padding, pooling or reshaping makes of
+        # them: their quantizers need no ReLU op of their own (one after a
+        # PAD would not be fused, and XNNPACK does not take it).
+        self.nonnegative = set()
+        for step in self.graph.steps:
+            if is_relu(step.layer) or (
+                isinstance(step.layer, SAME_GRID)
+                and all(i in self.nonnegative for i in step.input_ids)
+            ):
+                self.nonnegative.update(step.outputs)
         self.ranges = {}
 
     def __call__(self, images, observe=False):
