@@ -4,9 +4,10 @@
     KERAS_BACKEND=torch python benchmarks/synthesis_speed.py
 
 For each reference model, in one process and one after the other: a GENIE
-step (`SynthesisTrainer`) and a SADAG refinement step (`RefinementTrainer`,
-with the neighbor direction recomputed every step and every
-`--neighbor_every` steps) on one batch of `--batch_size` images. The first
+step (`SynthesisTrainer`), the set-up cost of each batch of a `synthesize`
+run beyond its steps (four short batches), and a SADAG refinement step
+(`RefinementTrainer`, with the neighbor direction recomputed every step and
+every `--neighbor_every` steps) on one batch of `--batch_size` images. The first
 step of each run is not timed (graph tracing on TensorFlow). The images are
 synthesized in an assumed [0, 1] input space and `q0` is calibrated, not
 reconstructed: the step cost does not depend on either.
@@ -66,6 +67,23 @@ def _seconds_per_step(trainer, steps):
     return (timer.end - timer.start) / timer.timed
 
 
+def _overhead_per_batch(model, batch_size, steps_per_second, batches=4, steps=10):
+    # Set-up per batch outside the steps: `synthesize` of a few short
+    # batches, less what their steps cost at the measured rate.
+    start = time.perf_counter()
+    ks.synthesize(
+        model,
+        batches * batch_size,
+        steps=steps,
+        batch_size=batch_size,
+        input_mean=_SPACE[0],
+        input_std=_SPACE[1],
+        verbose=0,
+    )
+    elapsed = time.perf_counter() - start
+    return (elapsed - batches * steps / steps_per_second) / batches
+
+
 def _end_to_end_ratio(genie, refine, profile):
     config = PROFILES[("sadag", profile)]
     return (config.steps * genie + config.refine_steps * refine) / (
@@ -79,6 +97,9 @@ def time_model(name, steps, batch_size, neighbor_every):
     config = synthesis_config("sadag", batch_size=batch_size)
     genie = SynthesisTrainer(probe, config, batch_size, *_SPACE, seed=0)
     seconds = {"genie": _seconds_per_step(genie, steps)}
+    seconds["genie_overhead_per_batch"] = _overhead_per_batch(
+        model, batch_size, 1.0 / seconds["genie"]
+    )
     q0 = ks.quantize_model(model, ks.QuantConfig(4, 4))
     ks.calibrate_activations(q0, genie.images())
     ks.set_mode(q0, "hard")
@@ -98,7 +119,9 @@ def time_model(name, steps, batch_size, neighbor_every):
         timed_steps=steps,
         seconds_per_step=seconds,
         refine_over_genie={
-            k: v / seconds["genie"] for k, v in seconds.items() if k != "genie"
+            k: v / seconds["genie"]
+            for k, v in seconds.items()
+            if k.startswith("refine")
         },
         sadag_over_genie_end_to_end={
             f"{profile}, neighbor every {every}": _end_to_end_ratio(

@@ -1,4 +1,6 @@
+import importlib
 import os
+from unittest import mock
 
 import keras
 import numpy as np
@@ -13,6 +15,8 @@ from tests.test_case import TestCase
 from tests.test_case import tiny_resnet
 from tests.test_case import to_numpy
 
+# The module, which the package's `synthesize` function shadows.
+synthesize_module = importlib.import_module("keras_sagdq.synthesis.synthesize")
 # Small and quick: 8 images of 12x12x3 per batch, a 16-dim latent.
 _QUICK = dict(batch_size=4, latent_dim=16, input_space_steps=10)
 # tiny_resnet's BatchNorm statistics are random, not from data: tests that
@@ -95,6 +99,36 @@ class SynthesisTrainerTest(TestCase):
         self.assertGreaterEqual(min(rates), config.min_latent_lr)
 
 
+    def test_reset_gives_what_a_new_trainer_gives(self):
+        model = tiny_resnet()
+        # Swing shifts and a plateau rule that fires: every piece of state
+        # a batch changes must restart.
+        config = synthesis_config(
+            "genie", steps=4, plateau_patience=0, **_QUICK
+        )
+
+        def run(trainer):
+            trainer.run(config.steps, "test", verbose=0)
+            return trainer.images(), trainer.state(), trainer.input_space()
+
+        def new(seed):
+            probe = BatchNormProbe(model, swing=True, seed=seed)
+            return SynthesisTrainer(
+                probe, config, 4, 127.5, 64.0, seed=seed, learn_mean=True, learn_std=True
+            )
+
+        reused = new(1)
+        run(reused)
+        first, state, space = run(reused.reset(2))
+        fresh, fresh_state, fresh_space = run(new(2))
+        self.assertAllClose(first, fresh, atol=1e-4)
+        for name in fresh_state:
+            self.assertAllClose(state[name], fresh_state[name], atol=1e-5)
+        self.assertAllClose(space, fresh_space, atol=1e-6)
+        # A different seed gives another batch.
+        self.assertGreater(np.abs(run(reused.reset(3))[0] - fresh).max(), 1.0)
+
+
 class SynthesizeTest(TestCase):
     def test_shapes_and_input_space(self):
         model = tiny_resnet()
@@ -115,6 +149,22 @@ class SynthesizeTest(TestCase):
             model, 4, method="gaussian", input_mean=[1, 2, 3], input_std=0.5
         )
         self.assertAllClose(shifted.mean(axis=(0, 1, 2)), [1, 2, 3], atol=0.2)
+
+    def test_one_trainer_per_batch_size(self):
+        built = []
+
+        class Counted(SynthesisTrainer):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                built.append(self.codes.shape[0])
+
+        model = tiny_resnet()
+        with mock.patch.object(synthesize_module, "SynthesisTrainer", Counted):
+            images = ks.synthesize(model, 10, steps=2, verbose=0, **_SPACE, **_QUICK)
+        # Batches of 4, 4 and 2: the second batch of 4 reuses the first trainer.
+        self.assertEqual(sorted(built), [2, 4])
+        self.assertEqual(images.shape, (10, 12, 12, 3))
+        self.assertGreater(np.abs(images[:4] - images[4:8]).max(), 1.0)
 
     def test_resume_matches_uninterrupted_run(self):
         model = tiny_resnet()

@@ -148,7 +148,7 @@ def gradient_diversity_loss(
     """
     h, r = unit_rows(features), unit_rows(residuals)
     h_all, r_all = ops.stop_gradient(h), ops.stop_gradient(r)
-    if earlier_features is not None and len(earlier_features):
+    if earlier_features is not None and earlier_features.shape[0]:
         earlier_h = unit_rows(ops.convert_to_tensor(earlier_features, h.dtype))
         earlier_r = unit_rows(ops.convert_to_tensor(earlier_residuals, r.dtype))
         h_all = ops.concatenate([h_all, earlier_h], 0)

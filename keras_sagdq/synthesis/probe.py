@@ -99,8 +99,22 @@ class BatchNormProbe:
                     isinstance(step.layer, _CONVOLUTIONS)
                     and max(step.layer.strides) > 1
                 ):
-                    step_seed = None if seed is None else seed * 1000 + index
-                    self._swings[id(step)] = SwingShift(seed=step_seed)
+                    self._swings[id(step)] = SwingShift(seed=_swing_seed(seed, index))
+
+    def reseed(self, seed):
+        """Restart the swing offsets as a new probe with `seed` would.
+
+        Args:
+            seed: an int, as `seed` of the constructor.
+        """
+        for index, step in enumerate(self.graph.steps):
+            if id(step) in self._swings:
+                state = self._swings[id(step)].seed_generator.state
+                state.assign(
+                    ops.convert_to_tensor(
+                        [_swing_seed(seed, index), 0], dtype=state.dtype
+                    )
+                )
 
     @property
     def num_swings(self):
@@ -141,3 +155,7 @@ class BatchNormProbe:
             digest.update(mean.tobytes())
             digest.update(std.tobytes())
         return digest.hexdigest()[:16]
+
+
+def _swing_seed(seed, index):
+    return None if seed is None else seed * 1000 + index

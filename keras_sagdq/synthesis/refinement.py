@@ -50,7 +50,9 @@ class HeadPair:
         self.q_graph = tracing.trace(qmodel)
         self.q_head = find_classifier_head(self.q_graph, qmodel.name)
         shape = tuple(probe.model.inputs[0].shape[1:])
-        _, features, _ = self(np.zeros((2, *shape), "float32"))
+        _, features, residuals = self(np.zeros((2, *shape), "float32"))
+        # Widths of `h` and `r`, for buffers of either.
+        self.widths = (features.shape[-1], residuals.shape[-1])
         if len(features.shape) != 2:
             raise ValueError(
                 f"The last Dense layer {self.f_head.layer.name!r} of model "
@@ -109,6 +111,9 @@ class RefinementTrainer(SynthesisTrainer):
         earlier: optional `(h, r)` numpy arrays of earlier batches' samples,
             the constant part of the diversity loss.
         seed: seed of the fresh generator and of random neighbors.
+        memory_size: how many earlier samples `set_earlier` may hold later
+            (at least `len(earlier[0])`), so that one trainer can refine
+            every batch of a run.
 
     Example:
 
@@ -130,6 +135,7 @@ class RefinementTrainer(SynthesisTrainer):
         input_std,
         earlier=None,
         seed=0,
+        memory_size=0,
         **kwargs,
     ):
         if not config.generator:
@@ -141,7 +147,19 @@ class RefinementTrainer(SynthesisTrainer):
             pair.probe, config, batch_size, input_mean, input_std, seed=seed, **kwargs
         )
         self._pair = pair
-        self._earlier = earlier if earlier is not None and len(earlier[0]) else None
+        # Earlier samples live in zero-padded variables of a fixed size, so
+        # the traced step serves every batch: a zero row has similarity 0
+        # with everything, and `delta >= 0` makes its diversity term 0.
+        count = 0 if earlier is None else len(earlier[0])
+        size = max(memory_size, count)
+        self._earlier = None
+        if size:
+            shapes = [(size, int(width)) for width in pair.widths]
+            self._earlier = tuple(
+                keras.Variable(np.zeros(shape, "float32"), trainable=False, name=name)
+                for shape, name in zip(shapes, ("earlier_h", "earlier_r"))
+            )
+        self.set_earlier(earlier)
         self._direction = keras.Variable(
             np.zeros((batch_size, config.latent_dim), "float32"),
             trainable=False,
@@ -155,6 +173,36 @@ class RefinementTrainer(SynthesisTrainer):
             keras.optimizers.Adam(config.refine_latent_lr),
             keras.optimizers.Adam(config.refine_generator_lr),
         ]
+
+    def set_earlier(self, earlier):
+        """Set the earlier batches' `(h, r)` for the diversity loss.
+
+        Args:
+            earlier: `(h, r)` numpy arrays, or None for none.
+
+        Raises:
+            ValueError: if there are more samples than `memory_size`.
+        """
+        count = 0 if earlier is None else len(earlier[0])
+        capacity = 0 if self._earlier is None else self._earlier[0].shape[0]
+        if count > capacity:
+            raise ValueError(
+                f"{count} earlier samples do not fit a memory of {capacity}; "
+                "pass a larger `memory_size`."
+            )
+        for k, variable in enumerate(self._earlier or ()):
+            padded = np.zeros(variable.shape, "float32")
+            if count:
+                padded[:count] = earlier[k]
+            variable.assign(padded)
+
+    def _per_batch_variables(self):
+        return super()._per_batch_variables() + [self._direction, self._step]
+
+    def _reseed(self, seed):
+        super()._reseed(seed)
+        state = self._neighbor_seed.state
+        state.assign(ops.convert_to_tensor([seed + 1, 0], dtype=state.dtype))
 
     def _images_of(self, codes):
         return self._to_input_space(self.generator(codes, training=True))
@@ -203,7 +251,9 @@ class RefinementTrainer(SynthesisTrainer):
             )
             parts["prior"] = input_prior_loss(standardized)
             parts["gm"] = gradient_matching_loss(h[:size], r[:size], h[size:], r[size:])
-            earlier = self._earlier or (None, None)
+            earlier = (None, None)
+            if self._earlier is not None:
+                earlier = tuple(v.value for v in self._earlier)
             parts["div"] = gradient_diversity_loss(
                 h[:size], r[:size], earlier[0], earlier[1], delta=c.delta
             )

@@ -28,6 +28,7 @@ from keras_sagdq.reconstruction import reconstruct
 from keras_sagdq.synthesis import diagnostics
 from keras_sagdq.synthesis.refinement import HeadPair
 from keras_sagdq.synthesis.refinement import RefinementTrainer
+from keras_sagdq.synthesis.trainer import TrainerCache
 
 _Q0_FILE = "q0.keras"
 
@@ -122,6 +123,19 @@ def refine_batches(
     pair = HeadPair(probe, q0)
     image_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
     batches, earlier = [], []
+
+    def make_trainer(size, seed):
+        return RefinementTrainer(
+            pair,
+            config,
+            size,
+            space.mean,
+            space.std,
+            seed=seed,
+            memory_size=sum(sizes[:-1]),
+        )
+
+    trainers = TrainerCache(make_trainer)
     for index, size in enumerate(sizes):
         images = store.load(index, (size, *image_shape)) if store else None
         if images is None:
@@ -130,16 +144,9 @@ def refine_batches(
             memory = None
             if earlier:
                 memory = tuple(np.concatenate([e[k] for e in earlier]) for k in (0, 1))
-            trainer = RefinementTrainer(
-                pair,
-                config,
-                size,
-                space.mean,
-                space.std,
-                earlier=memory,
-                seed=seeds[index],
-            )
+            trainer = trainers.get(size, seeds[index])
             trainer.set_state(warmup_states(index))
+            trainer.set_earlier(memory)
             trainer.run(
                 config.refine_steps, f"refinement batch {index}", verbose, callbacks
             )

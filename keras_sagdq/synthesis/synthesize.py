@@ -35,6 +35,7 @@ from keras_sagdq.synthesis.sharding import resolve_shard
 from keras_sagdq.synthesis.sharding import wait_for
 from keras_sagdq.synthesis.storage import BatchStore
 from keras_sagdq.synthesis.trainer import SynthesisTrainer
+from keras_sagdq.synthesis.trainer import TrainerCache
 
 _WHOLE_RUN = Shard()
 
@@ -487,6 +488,15 @@ def _synthesized_batches(
     """
     image_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
     batches, in_memory = {}, {}
+    swing_probe = BatchNormProbe(model, swing=config.swing)
+
+    def make_trainer(size, seed):
+        swing_probe.reseed(seed)
+        return SynthesisTrainer(
+            swing_probe, config, size, space.mean, space.std, seed=seed
+        )
+
+    trainers = TrainerCache(make_trainer)
 
     def saved(index):
         images = store.load(index, (sizes[index], *image_shape)) if store else None
@@ -504,7 +514,7 @@ def _synthesized_batches(
                     f"Synthesis batch {index + 1}/{len(sizes)} ({label}, {size} images)"
                 )
             images, state = _synthesize_batch(
-                model, config, size, space, seeds[index], index, verbose, callbacks
+                trainers.get(size, seeds[index]), config, index, verbose, callbacks
             )
             check = diagnostics.check_images(images, probe, space)
             diagnostics.warn_if_degenerate(check, model.name, index, space)
@@ -573,9 +583,7 @@ def _gaussian_input_space(model, input_mean, input_std, seed, verbose):
     )
 
 
-def _synthesize_batch(model, config, size, space, seed, index, verbose, callbacks):
-    probe = BatchNormProbe(model, swing=config.swing, seed=seed)
-    trainer = SynthesisTrainer(probe, config, size, space.mean, space.std, seed=seed)
+def _synthesize_batch(trainer, config, index, verbose, callbacks):
     trainer.run(config.steps, f"batch {index}", verbose, callbacks)
     images = trainer.images()
     if not np.all(np.isfinite(images)):

@@ -100,6 +100,53 @@ class SynthesisTrainer(keras.Model):
         self.compile(jit_compile=False)
         self.built = True
 
+    def _per_batch_variables(self):
+        """Variables a new batch starts afresh whatever its seed."""
+        variables = [self.input_shift, self.input_log_scale, self._best]
+        variables.append(self._bad_steps)
+        for optimizer in self._optimizers:
+            variables += optimizer.variables
+        return variables
+
+    def _snapshot(self):
+        # Called by `reset` on first use, so a subclass's own variables
+        # (made after this constructor returns) are included.
+        if not hasattr(self, "_initial_values"):
+            self._initial_values = [
+                (v, ops.convert_to_numpy(v.value)) for v in self._per_batch_variables()
+            ]
+
+    def reset(self, seed):
+        """Start another batch: the state a new trainer with `seed` would have.
+
+        Reusing one trainer for every batch of a run keeps its traced step
+        function: a new trainer per batch would trace (TensorFlow) and
+        allocate again. Latents, generator weights, optimizer moments and
+        rate schedules, the plateau counter, the input-space shift and the
+        probe's swing offsets all restart, so the batch comes out as it
+        would from a fresh trainer.
+
+        Args:
+            seed: the batch's seed (as `seed` of the constructor).
+
+        Returns:
+            `self`.
+        """
+        self._snapshot()
+        for variable, value in self._initial_values:
+            variable.assign(value)
+        self._reseed(seed)
+        return self
+
+    def _reseed(self, seed):
+        image_shape = tuple(self._probe.model.inputs[0].shape[1:])
+        rng = np.random.default_rng(seed)
+        self.codes.assign(rng.standard_normal(self.codes.shape).astype("float32"))
+        if self.generator is not None:
+            fresh = build_generator(image_shape, self._config.latent_dim, seed=seed)
+            self.generator.set_weights(fresh.get_weights())
+        self._probe.reseed(seed)
+
     def _generator_optimizers(self, config):
         """Adam for the latents and for the generator, in that order."""
         decay = keras.optimizers.schedules.ExponentialDecay(
@@ -157,6 +204,7 @@ class SynthesisTrainer(keras.Model):
         Returns:
             The `History`.
         """
+        self._snapshot()
         callbacks = [StopOnNonFinite(where)] + list(callbacks or [])
         return self.fit(
             np.zeros((steps, 1), np.float32),
@@ -208,6 +256,35 @@ class SynthesisTrainer(keras.Model):
         loss = backend.minimize_step(loss_fn, self._optimizers, self._groups)
         self._reduce_on_plateau(loss)
         return {"loss": loss, **parts, "latent_lr": self._optimizers[0].learning_rate}
+
+
+class TrainerCache:
+    """One trainer per batch size for a whole run, `reset` for each batch.
+
+    A run's batches share a size but the last, so this builds (and, on
+    TensorFlow, traces) at most two trainers however many batches there are.
+
+    Args:
+        make: `make(size, seed)` returns a new trainer.
+
+    Example:
+
+    >>> cache = TrainerCache(lambda size, seed: SynthesisTrainer(
+    ...     probe, config, size, mean, std, seed=seed))
+    >>> trainer = cache.get(128, seed=7)  # built
+    >>> trainer = cache.get(128, seed=8)  # the same one, reset
+    """
+
+    def __init__(self, make):
+        self._make = make
+        self._trainers = {}
+
+    def get(self, size, seed):
+        """A trainer for a batch of `size` in the state a new one with `seed` has."""
+        if size in self._trainers:
+            return self._trainers[size].reset(seed)
+        trainer = self._trainers[size] = self._make(size, seed)
+        return trainer
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
