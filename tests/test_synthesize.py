@@ -98,14 +98,11 @@ class SynthesisTrainerTest(TestCase):
         self.assertLess(min(rates), 0.1)
         self.assertGreaterEqual(min(rates), config.min_latent_lr)
 
-
     def test_reset_gives_what_a_new_trainer_gives(self):
         model = tiny_resnet()
         # Swing shifts and a plateau rule that fires: every piece of state
         # a batch changes must restart.
-        config = synthesis_config(
-            "genie", steps=4, plateau_patience=0, **_QUICK
-        )
+        config = synthesis_config("genie", steps=4, plateau_patience=0, **_QUICK)
 
         def run(trainer):
             trainer.run(config.steps, "test", verbose=0)
@@ -114,7 +111,14 @@ class SynthesisTrainerTest(TestCase):
         def new(seed):
             probe = BatchNormProbe(model, swing=True, seed=seed)
             return SynthesisTrainer(
-                probe, config, 4, 127.5, 64.0, seed=seed, learn_mean=True, learn_std=True
+                probe,
+                config,
+                4,
+                127.5,
+                64.0,
+                seed=seed,
+                learn_mean=True,
+                learn_std=True,
             )
 
         reused = new(1)
@@ -125,6 +129,8 @@ class SynthesisTrainerTest(TestCase):
         for name in fresh_state:
             self.assertAllClose(state[name], fresh_state[name], atol=1e-5)
         self.assertAllClose(space, fresh_space, atol=1e-6)
+        # Keeping the initial state adds nothing to the model's weights.
+        self.assertLen(reused.weights, len(new(4).weights))
         # A different seed gives another batch.
         self.assertGreater(np.abs(run(reused.reset(3))[0] - fresh).max(), 1.0)
 

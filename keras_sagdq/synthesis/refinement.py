@@ -201,6 +201,7 @@ class RefinementTrainer(SynthesisTrainer):
 
     def _reseed(self, seed):
         super()._reseed(seed)
+        self.set_earlier(None)
         state = self._neighbor_seed.state
         state.assign(ops.convert_to_tensor([seed + 1, 0], dtype=state.dtype))
 

@@ -111,10 +111,11 @@ class SynthesisTrainer(keras.Model):
     def _snapshot(self):
         # Called by `reset` on first use, so a subclass's own variables
         # (made after this constructor returns) are included.
+        # Arrays only: a Keras model would track variables kept in a list.
         if not hasattr(self, "_initial_values"):
-            self._initial_values = [
-                (v, ops.convert_to_numpy(v.value)) for v in self._per_batch_variables()
-            ]
+            self._initial_values = tuple(
+                ops.convert_to_numpy(v.value) for v in self._per_batch_variables()
+            )
 
     def reset(self, seed):
         """Start another batch: the state a new trainer with `seed` would have.
@@ -133,7 +134,7 @@ class SynthesisTrainer(keras.Model):
             `self`.
         """
         self._snapshot()
-        for variable, value in self._initial_values:
+        for variable, value in zip(self._per_batch_variables(), self._initial_values):
             variable.assign(value)
         self._reseed(seed)
         return self
