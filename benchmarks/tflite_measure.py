@@ -42,24 +42,41 @@ def float_tflite(model, path):
     return path
 
 
-def tflite_latency_ms(path, image, threads=1, runs=500, warmup=20):
-    """Median single-image latency of a `.tflite` file (default delegate), in ms."""
+def _ready_interpreter(path, image, threads):
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=path, num_threads=threads)
     interpreter.allocate_tensors()
     (inp,) = interpreter.get_input_details()
     interpreter.set_tensor(inp["index"], ks.export.verify.to_input(image[None], inp))
-    times = []
+    return interpreter
+
+
+def tflite_latency_ms(paths, image, threads=1, runs=500, warmup=20):
+    """Median single-image latency of `.tflite` files (default delegate), in ms.
+
+    With several files, their invokes alternate (one of each in turn), so a
+    change in the machine's speed during the run affects each file alike.
+
+    Returns:
+        One median per file, in the order of `paths` (a float for one path).
+    """
+    single = isinstance(paths, str)
+    interpreters = [
+        _ready_interpreter(p, image, threads) for p in ([paths] if single else paths)
+    ]
+    times = [[] for _ in interpreters]
     for _ in range(runs + warmup):
-        start = time.perf_counter()
-        interpreter.invoke()
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times[warmup:]))
+        for interpreter, spent in zip(interpreters, times):
+            start = time.perf_counter()
+            interpreter.invoke()
+            spent.append(time.perf_counter() - start)
+    medians = [1000 * float(np.median(spent[warmup:])) for spent in times]
+    return medians[0] if single else medians
 
 
 def latency_pair(path, float_path, image, threads=(1, 2)):
-    """Latency of a file and of its float twin, side by side, per thread count.
+    """Latency of a file and of its float twin, interleaved, per thread count.
 
     Returns `{"latency_ms": .., "float_latency_ms": .., "latency_ms_2_threads":
     .., ...}` and the 1-minute load average (an idle machine is near 0).
@@ -67,8 +84,9 @@ def latency_pair(path, float_path, image, threads=(1, 2)):
     row = {}
     for count in threads:
         suffix = "" if count == 1 else f"_{count}_threads"
-        row["latency_ms" + suffix] = tflite_latency_ms(path, image, count)
-        row["float_latency_ms" + suffix] = tflite_latency_ms(float_path, image, count)
+        quantized, floating = tflite_latency_ms([path, float_path], image, count)
+        row["latency_ms" + suffix] = quantized
+        row["float_latency_ms" + suffix] = floating
     row["load_average_1min"] = os.getloadavg()[0]
     return row
 
