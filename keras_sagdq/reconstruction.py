@@ -224,14 +224,7 @@ def reconstruct(
 def _train_block(block, fp_inputs, q_inputs, target, config, seed, verbose, callbacks):
     _set_block_mode(block, "soft", qdrop=config.qdrop_probability)
     trainer = BlockTrainer(block, config, seed=seed)
-    data = _RandomBatches(fp_inputs, q_inputs, target, config, seed)
-    # The batches are already random and seeded; `fit` would also shuffle
-    # their order from the global random state.
-    history = trainer.fit(
-        data, epochs=1, shuffle=False, verbose=verbose, callbacks=callbacks
-    )
-    data.release()
-    return history
+    return trainer.run(fp_inputs, q_inputs, target, seed, verbose, callbacks)
 
 
 class _Progress:
@@ -294,8 +287,8 @@ def _digest(arrays):
 class BlockTrainer(keras.Model):
     """Trains one block's quantizer parameters with three Adam optimizers.
 
-    Not a model to call: `fit` drives `train_step` on batches of
-    `((float_inputs, quantized_inputs), float_outputs)`.
+    Not a model to call: `run` holds the block's calibration data and
+    runs `fit` on the indices of one random batch per step.
     """
 
     def __init__(self, block, config, seed=0, **kwargs):
@@ -324,6 +317,48 @@ class BlockTrainer(keras.Model):
         self.compile(jit_compile=False)
         self.built = True
 
+    def run(self, fp_inputs, q_inputs, target, seed=0, verbose="auto", callbacks=None):
+        """`config.steps` steps on random batches of the block's data.
+
+        The data stay in (non-trainable) variables and `fit` reads only
+        the indices of each step's batch: no per-step Python data pipeline,
+        and nothing left in TensorFlow's dataset registry after `fit` (a
+        generator-backed dataset per block kept ~18 MB per `reconstruct`
+        call of a small model alive).
+
+        Args:
+            fp_inputs: the block's inputs from the float model, numpy.
+            q_inputs: its inputs from the quantized model so far.
+            target: the block's float outputs.
+            seed: seed of the batches (drawn without replacement within a
+                batch, independently across steps).
+            verbose: `fit` verbosity.
+            callbacks: Keras callbacks for `fit`.
+
+        Returns:
+            The `History`.
+        """
+        self._streams = [
+            keras.Variable(np.asarray(a, np.float32), trainable=False, name=name)
+            for a, name in zip(
+                (fp_inputs, q_inputs, target), ("fp_inputs", "q_inputs", "target")
+            )
+        ]
+        indices = batch_indices(len(fp_inputs), self._config, seed)
+        try:
+            # The batches are already random and seeded; `fit` would also
+            # shuffle their order from the global random state.
+            return self.fit(
+                indices,
+                batch_size=1,
+                epochs=1,
+                shuffle=False,
+                verbose=verbose,
+                callbacks=callbacks,
+            )
+        finally:
+            self._streams = None
+
     def _beta_and_weight(self):
         c = self._config
         warmup_steps = c.warmup * c.steps
@@ -334,7 +369,11 @@ class BlockTrainer(keras.Model):
         return beta, weight
 
     def train_step(self, data):
-        (fp_inputs, q_inputs), target = data
+        indices, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        indices = ops.reshape(indices, (-1,))
+        fp_inputs, q_inputs, target = (
+            ops.take(v.value, indices, axis=0) for v in self._streams
+        )
         use_float = keras.random.uniform(
             ops.shape(fp_inputs), seed=self._seed_generator
         )
@@ -357,32 +396,17 @@ class BlockTrainer(keras.Model):
         return {"loss": loss, **parts, "beta": beta}
 
 
-class _RandomBatches(keras.utils.PyDataset):
-    """`steps` batches of random calibration indices (with replacement across steps)."""
+def batch_indices(count, config, seed):
+    """`(config.steps, batch)` int32 indices of random batches of `count` samples.
 
-    def __init__(self, fp_inputs, q_inputs, target, config, seed):
-        super().__init__()
-        self.arrays = (fp_inputs, q_inputs, target)
-        self.config = config
-        self.rng = np.random.default_rng(seed)
-        n = len(fp_inputs)
-        batch = min(config.batch_size, n)
-        self.indices = [
-            self.rng.choice(n, batch, replace=False) for _ in range(config.steps)
-        ]
-
-    def __len__(self):
-        return self.config.steps
-
-    def release(self):
-        # TensorFlow's generator-backed dataset stays in a global registry after
-        # `fit`; dropping the arrays keeps that from holding a block's activations.
-        self.arrays, self.indices = None, None
-
-    def __getitem__(self, index):
-        idx = self.indices[index]
-        fp_inputs, q_inputs, target = (a[idx] for a in self.arrays)
-        return (fp_inputs, q_inputs), target
+    Each batch is drawn without replacement, independently across steps;
+    `batch` is `config.batch_size`, or `count` if that is smaller.
+    """
+    rng = np.random.default_rng(seed)
+    batch = min(config.batch_size, count)
+    return np.stack(
+        [rng.choice(count, batch, replace=False) for _ in range(config.steps)]
+    ).astype("int32")
 
 
 def _seed_qdrop(qmodel, seed):

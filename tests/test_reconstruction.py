@@ -7,8 +7,8 @@ from keras_sagdq.layers import activation_quantizers
 from keras_sagdq.layers import weight_layers
 from keras_sagdq.reconstruction import BlockTrainer
 from keras_sagdq.reconstruction import ReconstructionConfig
-from keras_sagdq.reconstruction import _RandomBatches
 from keras_sagdq.reconstruction import _set_block_mode
+from keras_sagdq.reconstruction import batch_indices
 from tests.test_case import TestCase
 from tests.test_case import random_images
 from tests.test_case import tiny_resnet
@@ -46,8 +46,8 @@ class BlockTrainerTest(TestCase):
         # higher rate lets the offsets reach 0 or 1 within a short test.
         config = ReconstructionConfig(steps=600, batch_size=16, rounding_lr=1e-2)
         _set_block_mode(block, "soft", config.qdrop_probability)
-        history = BlockTrainer(block, config, seed=0).fit(
-            _RandomBatches(inputs, inputs, target, config, 0), verbose=0
+        history = BlockTrainer(block, config, seed=0).run(
+            inputs, inputs, target, seed=0, verbose=0
         )
         self.assertEqual(len(history.history["loss"]), 1)
         _set_block_mode(block, "hard", 0.0)
@@ -59,6 +59,20 @@ class BlockTrainerTest(TestCase):
         self.assertLess(undecided(), 0.02)
         _set_block_mode(block, "soft", 0.0)
         self.assertLess(abs(error() - after), 0.1 * after + 1e-6)
+
+
+class BatchIndicesTest(TestCase):
+    def test_shape_distinct_within_a_batch_and_seeded(self):
+        config = ReconstructionConfig(steps=50, batch_size=8)
+        indices = batch_indices(20, config, seed=3)
+        self.assertEqual(indices.shape, (50, 8))
+        self.assertEqual(indices.dtype, np.int32)
+        self.assertTrue(all(len(set(row)) == 8 for row in indices))
+        self.assertEqual(set(indices.ravel()), set(range(20)))
+        self.assertTrue(np.array_equal(indices, batch_indices(20, config, seed=3)))
+        self.assertFalse(np.array_equal(indices, batch_indices(20, config, seed=4)))
+        # Fewer samples than the batch size: every batch holds all of them.
+        self.assertEqual(batch_indices(5, config, seed=0).shape, (50, 5))
 
 
 class ReconstructTest(TestCase):

@@ -270,10 +270,13 @@ class TrainerCache:
 
     Example:
 
+    >>> from keras_sagdq.synthesis import BatchNormProbe, synthesis_config
+    >>> probe, config = BatchNormProbe(model), synthesis_config(latent_dim=16)
     >>> cache = TrainerCache(lambda size, seed: SynthesisTrainer(
-    ...     probe, config, size, mean, std, seed=seed))
-    >>> trainer = cache.get(128, seed=7)  # built
-    >>> trainer = cache.get(128, seed=8)  # the same one, reset
+    ...     probe, config, size, input_mean=0.29, input_std=0.35, seed=seed))
+    >>> first = cache.get(8, seed=7)  # built
+    >>> cache.get(8, seed=8) is first  # the same trainer, reset
+    True
     """
 
     def __init__(self, make):
