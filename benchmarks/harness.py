@@ -674,7 +674,7 @@ def main(argv):
     ):
         with open(path) as f:
             # Only accuracy rows (other scripts' files have other fields).
-            every.extend(r for r in json.load(f) if "bits" in r)
+            every.extend(r for r in json.load(f) if "bits" in r and "method" in r)
     write_table(every, _TABLE.value)
     print(
         f"wrote {_TABLE.value}"
