@@ -55,24 +55,20 @@ def _ready_interpreter(path, image, threads):
 def tflite_latency_ms(paths, image, threads=1, runs=500, warmup=20):
     """Median single-image latency of `.tflite` files (default delegate), in ms.
 
-    With several files, their invokes alternate (one of each in turn), so a
-    change in the machine's speed during the run affects each file alike.
+    The files' invokes alternate (one of each in turn), so a change in the
+    machine's speed during the run affects each file alike.
 
     Returns:
-        One median per file, in the order of `paths` (a float for one path).
+        One median per file, in the order of `paths`.
     """
-    single = isinstance(paths, str)
-    interpreters = [
-        _ready_interpreter(p, image, threads) for p in ([paths] if single else paths)
-    ]
+    interpreters = [_ready_interpreter(p, image, threads) for p in paths]
     times = [[] for _ in interpreters]
     for _ in range(runs + warmup):
         for interpreter, spent in zip(interpreters, times):
             start = time.perf_counter()
             interpreter.invoke()
             spent.append(time.perf_counter() - start)
-    medians = [1000 * float(np.median(spent[warmup:])) for spent in times]
-    return medians[0] if single else medians
+    return [1000 * float(np.median(spent[warmup:])) for spent in times]
 
 
 def latency_pair(path, float_path, image, threads=(1, 2)):

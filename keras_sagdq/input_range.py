@@ -83,7 +83,6 @@ def choose_input_range(qmodel, images, margin=0.25, tolerance=0.02):
     >>> choose_input_range(qmodel, synthetic_images)[2]
     'the representative images fit the [0, 1] convention'
     """
-    from keras_sagdq.synthesis.input_space import InputSpace
     from keras_sagdq.synthesis.input_space import declared_input_space
 
     low, high = float(np.min(images)), float(np.max(images))
@@ -103,16 +102,13 @@ def choose_input_range(qmodel, images, margin=0.25, tolerance=0.02):
             )
         ):
             return 0.0, 255.0, "the model rescales 8-bit pixels first"
-    declared, source = declared_input_space(qmodel), "the Normalization layer's"
-    if declared is None and isinstance(first, keras.layers.Rescaling):
-        # A standardizing Rescaling, `(x - mean) / std`, declares them too.
-        scale = np.asarray(first.scale, np.float64)
-        if np.all(scale > 0):
-            declared = InputSpace(
-                -np.asarray(first.offset) / scale, 1.0 / scale, "rescaling layer"
-            )
-            source = "the leading Rescaling's implied"
+    # A standardizing Rescaling, `(x - mean) / std`, declares them too.
+    declared = declared_input_space(qmodel, rescaling=True)
     if declared is not None:
+        source = {
+            "normalization layer": "the Normalization layer's",
+            "rescaling layer": "the leading Rescaling's implied",
+        }[declared.source]
         for bottom, top in _CONVENTIONS:
             ratio = (top - bottom) / float(np.max(declared.std))
             if (

@@ -40,7 +40,8 @@ class InputSpace:
     Args:
         mean: float32 `(C,)`.
         std: float32 `(C,)`, positive.
-        source: `"normalization layer"` (declared by the model), `"given"`
+        source: `"normalization layer"` (declared by the model), `"rescaling
+            layer"` (implied by a leading Rescaling, for export), `"given"`
             (passed by the user), `"inferred"` (from the BatchNorm statistics)
             or `"given mean, inferred std"` and the like.
     """
@@ -70,20 +71,26 @@ class InputSpace:
         return f"mean [{mean}], std [{std}] ({self.source})"
 
 
-def declared_input_space(model):
+def declared_input_space(model, rescaling=False):
     """The input space declared by leading `Normalization` layers, or None.
 
     Follows the input through leading `Rescaling` and `Normalization` layers
     (each the only reader of the tensor before it). If a `Normalization` is
     among them, the values after the chain are standardized, so the chain's
     inverse gives the raw input's mean and std. A `Rescaling` alone declares
-    a unit (e.g. [0, 255] -> [0, 1]), not where the data lies: None.
+    a unit (e.g. [0, 255] -> [0, 1]), not where the data lies: None, unless
+    `rescaling` asks for the space it would standardize.
 
     Args:
         model: a Sequential or Functional model with one image input.
+        rescaling: also read leading `Rescaling` layers alone, with a
+            positive scale, as `(x - mean) / std` (export uses this to pick
+            a convention; synthesis does not: `Rescaling(1/127.5, -1)` is
+            not the data's std).
 
     Returns:
-        An `InputSpace` with source `"normalization layer"`, or None.
+        An `InputSpace` with source `"normalization layer"` (or `"rescaling
+        layer"`), or None.
 
     Example:
 
@@ -98,7 +105,7 @@ def declared_input_space(model):
     channels = int(model.inputs[0].shape[-1])
     # The leading layers compute y = x * scale + offset; track scale and offset.
     scale, offset = np.ones(channels), np.zeros(channels)
-    normalized = False
+    normalized = rescaled = False
     for step in graph.leading_steps():
         layer = step.layer
         if isinstance(layer, ActivationQuantizer):  # a quantized twin's input
@@ -106,6 +113,7 @@ def declared_input_space(model):
         if isinstance(layer, keras.layers.Rescaling):
             a = np.broadcast_to(np.asarray(layer.scale, np.float64), (channels,))
             b = np.broadcast_to(np.asarray(layer.offset, np.float64), (channels,))
+            rescaled = True
         elif isinstance(layer, keras.layers.Normalization) and not layer.invert:
             mean = np.reshape(np.asarray(layer.mean, np.float64), (-1,))
             var = np.reshape(np.asarray(layer.variance, np.float64), (-1,))
@@ -115,9 +123,11 @@ def declared_input_space(model):
         else:
             break
         scale, offset = scale * a, offset * a + b
-    if not normalized:
-        return None
-    return InputSpace(-offset / scale, 1 / np.abs(scale), "normalization layer")
+    if normalized:
+        return InputSpace(-offset / scale, 1 / np.abs(scale), "normalization layer")
+    if rescaling and rescaled and np.all(scale > 0):
+        return InputSpace(-offset / scale, 1 / scale, "rescaling layer")
+    return None
 
 
 def affine_estimate(probe, seed=0):
