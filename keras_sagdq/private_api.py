@@ -72,3 +72,17 @@ def pack_low_bit_weights(converter):
     Why: the converter has no public switch for packed int4 weights.
     """
     converter._experimental_low_bit_qat = True
+
+
+def skip_single_replica_all_reduce(optimizer):
+    """Stop a TensorFlow-backend optimizer all-reducing its gradients.
+
+    Why: Keras' TensorFlow optimizer sums gradients over replicas through
+    `tf.distribute`'s replica context even when there is one replica. In a
+    traced step that call registers a custom gradient in TensorFlow's global
+    registry, which keeps the step's graph (and ~2 MB per optimizer) alive
+    for the life of the process; reconstruction traces three optimizers per
+    block. With one replica the sum is the identity, and there is no public
+    switch to leave it out. Only call it outside a `tf.distribute` strategy.
+    """
+    optimizer._all_reduce_sum_gradients = lambda grads_and_vars: grads_and_vars

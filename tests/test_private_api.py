@@ -36,3 +36,15 @@ class PrivateApiTest(TestCase):
     def test_producing_layer(self):
         model = _model()
         self.assertEqual(private_api.producing_layer(model.outputs[0]).name, "add")
+
+    def test_single_replica_all_reduce_is_skipped(self):
+        if keras.backend.backend() != "tensorflow":
+            self.skipTest("Keras' TensorFlow optimizer only")
+        from keras.src.backend.tensorflow.optimizer import TFOptimizer
+
+        # If Keras renames the method, skipping it would silently do nothing.
+        self.assertTrue(callable(getattr(TFOptimizer, "_all_reduce_sum_gradients")))
+        optimizer = keras.optimizers.Adam(0.1)
+        private_api.skip_single_replica_all_reduce(optimizer)
+        pairs = [("g", "v")]
+        self.assertIs(optimizer._all_reduce_sum_gradients(pairs), pairs)

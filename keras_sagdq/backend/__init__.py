@@ -1,8 +1,9 @@
 """The gradient seam: the only code that imports TensorFlow or PyTorch.
 
 Keras 3 has no backend-agnostic `grad`. Each module here offers the same
-function, `value_and_grad(loss_fn, variables)`, and this package picks the one
-for the active Keras backend, so a single `train_step` serves both backends.
+functions, `value_and_grad(loss_fn, variables)` and
+`apply_gradients(optimizer, grads, variables)`, and this package picks the
+module of the active Keras backend, so a single `train_step` serves both.
 
 Example:
 
@@ -75,6 +76,6 @@ def minimize_step(loss_fn, optimizers, groups):
     start = 0
     for optimizer, group in zip(optimizers, groups):
         if group:
-            optimizer.apply(grads[start : start + len(group)], group)
+            _impl().apply_gradients(optimizer, grads[start : start + len(group)], group)
         start += len(group)
     return keras.ops.stop_gradient(loss)

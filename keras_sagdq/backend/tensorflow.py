@@ -1,6 +1,8 @@
-"""`value_and_grad` on the TensorFlow backend."""
+"""`value_and_grad` and `apply_gradients` on the TensorFlow backend."""
 
 import tensorflow as tf
+
+from keras_sagdq import private_api
 
 
 def value_and_grad(loss_fn, variables):
@@ -12,3 +14,11 @@ def value_and_grad(loss_fn, variables):
         unconnected_gradients=tf.UnconnectedGradients.ZERO,
     )
     return loss, grads
+
+
+def apply_gradients(optimizer, grads, variables):
+    # Outside a tf.distribute strategy there is one replica: leave out the
+    # all-reduce, whose traced form is never freed (see private_api).
+    if not tf.distribute.has_strategy():
+        private_api.skip_single_replica_all_reduce(optimizer)
+    optimizer.apply(grads, variables)

@@ -1,4 +1,4 @@
-"""`value_and_grad` on the PyTorch backend."""
+"""`value_and_grad` and `apply_gradients` on the PyTorch backend."""
 
 import torch
 
@@ -10,3 +10,7 @@ def value_and_grad(loss_fn, variables):
         grads = torch.autograd.grad(loss, tensors, allow_unused=True)
     grads = [torch.zeros_like(t) if g is None else g for t, g in zip(tensors, grads)]
     return loss, grads
+
+
+def apply_gradients(optimizer, grads, variables):
+    optimizer.apply(grads, variables)
