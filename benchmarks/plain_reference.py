@@ -1,7 +1,8 @@
-"""The library's GENIE step beside the same step written in plain framework code.
+"""The library's steps beside the same steps written in plain framework code.
 
     KERAS_BACKEND=tensorflow python benchmarks/plain_reference.py
     KERAS_BACKEND=torch python benchmarks/plain_reference.py
+    KERAS_BACKEND=torch python benchmarks/plain_reference.py --step=reconstruction
 
 The yardstick for the Keras layer's overhead (issue 15): one GENIE synthesis
 step on a reference model, once through `SynthesisTrainer` (Keras `fit`, the
@@ -15,6 +16,11 @@ statistics loss + input prior -> gradients -> Adam on latents and generator.
 Left out of both: swing shifts (`BatchNormProbe(swing=False)`); the library
 still runs its reduce-on-plateau bookkeeping (a few scalar ops).
 
+`--step=reconstruction` does the same for one block-reconstruction step
+(`BlockTrainer` against `plain_blocks.py`) on block `--block` of the W4A4
+model with `--images` images of block data; its loss check is one
+full-batch step without QDrop, where nothing random is left.
+
 Timing alternates the contenders in rounds and reports the median seconds
 per step, so a load change hits all of them. The FLOPs are those of the
 convolutions and matrix products of one step (forward and backward),
@@ -24,6 +30,7 @@ in the same framework. Rows are merged into
 `benchmarks/results_plain_reference.json`.
 """
 
+import functools
 import json
 import os
 import platform
@@ -33,17 +40,29 @@ import keras
 import numpy as np
 from absl import app
 from absl import flags
+from plain_blocks import TensorFlowBlockStep
+from plain_blocks import TorchBlockStep
 from provenance import git_commit
 
+import keras_sagdq as ks
 from keras_sagdq import private_api
+from keras_sagdq.graph.blocks import find_blocks
 from keras_sagdq.models import load_reference_model
+from keras_sagdq.reconstruction import BlockTrainer
+from keras_sagdq.reconstruction import _set_block_mode
+from keras_sagdq.reconstruction import reconstruction_config
 from keras_sagdq.synthesis import BatchNormProbe
 from keras_sagdq.synthesis import synthesis_config
 from keras_sagdq.synthesis.trainer import SynthesisTrainer
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _MODEL = flags.DEFINE_string("model", "resnet20_fashion_mnist", "Reference model.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Images per batch.")
+_STEP = flags.DEFINE_enum("step", "genie", ["genie", "reconstruction"], "Which step.")
+_BATCH_SIZE = flags.DEFINE_integer(
+    "batch_size", None, "Images per step (default 128 for genie, 32 otherwise)."
+)
+_BLOCK = flags.DEFINE_integer("block", 4, "Reconstruction: the block's index.")
+_IMAGES = flags.DEFINE_integer("images", 256, "Reconstruction: the block's data.")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per round and contender.")
 _ROUNDS = flags.DEFINE_integer("rounds", 5, "Rounds of alternating timing.")
 _RESULTS = flags.DEFINE_string(
@@ -434,14 +453,14 @@ def _matmul_gflops(size=2048, repeats=20):
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def measure(name, batch_size, steps, rounds):
+def _genie_contenders(name, batch_size, steps):
+    """`(first losses, FLOPs per step, {name: seconds of `steps` steps})`."""
     model = load_reference_model(name)
     config = synthesis_config("genie", batch_size=batch_size)
     trainer = SynthesisTrainer(BatchNormProbe(model), config, batch_size, *_SPACE)
     state = trainer.state()
-    backend = keras.backend.backend()
     args = (model, trainer.generator, state, batch_size, config)
-    if backend == "torch":
+    if keras.backend.backend() == "torch":
         plains = {
             "plain": TorchStep(*args, channels_last=False),
             "plain_channels_last": TorchStep(*args, channels_last=True),
@@ -463,18 +482,89 @@ def measure(name, batch_size, steps, rounds):
     }
     first_losses.update({k: p.step() for k, p in plains.items()})
     flops = _torch_flops(TorchStep(*args, channels_last=False))
-    seconds = {k: [] for k in ["library", "library_compiled", *plains]}
+    contenders = {
+        "library": lambda: _library_seconds(trainer, steps),
+        "library_compiled": lambda: _library_seconds(compiled, steps),
+    }
+    for key, plain in plains.items():
+        contenders[key] = functools.partial(_plain_seconds, plain, steps)
+    return first_losses, flops, contenders
+
+
+def _block_data(name, block_index, count):
+    """A calibrated W4A4 model's block and its float inputs and outputs."""
+    model = load_reference_model(name)
+    qmodel = ks.quantize_model(model, ks.QuantConfig(4, 4))
+    shape = tuple(model.inputs[0].shape[1:])
+    images = np.random.default_rng(0).uniform(size=(count, *shape))
+    images = images.astype("float32")
+    ks.calibrate_activations(qmodel, images)
+    _, blocks = find_blocks(qmodel)
+    with ks.quantization_off(qmodel):
+        x = images
+        for block in blocks[:block_index]:
+            x = keras.ops.convert_to_numpy(block(x))
+        target = keras.ops.convert_to_numpy(blocks[block_index](x))
+    return blocks[block_index], x, target
+
+
+def _reconstruction_contenders(name, batch_size, steps, block_index, count):
+    block, inputs, target = _block_data(name, block_index, count)
+    plain_class = (
+        TorchBlockStep if keras.backend.backend() == "torch" else TensorFlowBlockStep
+    )
+    # One full batch without QDrop first: with no randomness left, the
+    # library's loss and the plain one must agree.
+    check = reconstruction_config(steps=1, batch_size=count, qdrop_probability=0.0)
+    _set_block_mode(block, "soft", 0.0)
+    first_losses = {
+        "plain": plain_class(block, inputs, inputs, target, check).step(),
+        "library": float(
+            BlockTrainer(block, check)
+            .run(inputs, inputs, target, verbose=0)
+            .history["loss"][0]
+        ),
+    }
+    block, inputs, target = _block_data(name, block_index, count)
+    config = reconstruction_config(steps=steps + 1, batch_size=batch_size)
+    _set_block_mode(block, "soft", config.qdrop_probability)
+    trainer = BlockTrainer(block, config)
+    compiled = BlockTrainer(block, config)
+    compiled.compile(jit_compile=True)
+    plain = plain_class(block, inputs, inputs, target, config)
+    flops = _torch_flops(TorchBlockStep(block, inputs, inputs, target, config))
+
+    def library(trainer):
+        timer = _StepTimer()
+        trainer.run(inputs, inputs, target, verbose=0, callbacks=[timer])
+        return (timer.end - timer.start) / timer.timed
+
+    contenders = {
+        "library": functools.partial(library, trainer),
+        "library_compiled": functools.partial(library, compiled),
+        "plain": functools.partial(_plain_seconds, plain, steps),
+    }
+    return first_losses, flops, contenders
+
+
+def measure(name, step, batch_size, steps, rounds):
+    """One row: the contenders of `step` timed in alternating rounds."""
+    if step == "genie":
+        first_losses, flops, contenders = _genie_contenders(name, batch_size, steps)
+    else:
+        first_losses, flops, contenders = _reconstruction_contenders(
+            name, batch_size, steps, _BLOCK.value, _IMAGES.value
+        )
+    seconds = {k: [] for k in contenders}
     for _ in range(rounds):
-        seconds["library"].append(_library_seconds(trainer, steps))
-        seconds["library_compiled"].append(_library_seconds(compiled, steps))
-        for key, plain in plains.items():
-            seconds[key].append(_plain_seconds(plain, steps))
+        for key, seconds_of in contenders.items():
+            seconds[key].append(seconds_of())
     median = {k: float(np.median(v)) for k, v in seconds.items()}
-    return dict(
+    row = dict(
         model=name,
-        backend=backend,
+        backend=keras.backend.backend(),
         commit=git_commit(),
-        step="genie",
+        step=step,
         batch_size=batch_size,
         steps_per_round=steps,
         rounds=rounds,
@@ -484,18 +574,21 @@ def measure(name, batch_size, steps, rounds):
         library_over_plain={
             k: median["library"] / v for k, v in median.items() if k != "library"
         },
-        plain_over_library_compiled=median["plain"] / median["library_compiled"],
         gflop_per_step=flops / 1e9,
         gflop_per_s={k: flops / 1e9 / v for k, v in median.items()},
         matmul_peak_gflop_per_s=_matmul_gflops(),
         load_average=os.getloadavg()[0],
         machine=f"{platform.machine()}, {os.cpu_count()} CPUs",
     )
+    if step == "reconstruction":
+        row.update(block=_BLOCK.value, images=_IMAGES.value)
+    return row
 
 
 def main(argv):
     del argv
-    row = measure(_MODEL.value, _BATCH_SIZE.value, _STEPS.value, _ROUNDS.value)
+    batch_size = _BATCH_SIZE.value or {"genie": 128, "reconstruction": 32}[_STEP.value]
+    row = measure(_MODEL.value, _STEP.value, batch_size, _STEPS.value, _ROUNDS.value)
     print(json.dumps(row, indent=1), flush=True)
     rows = []
     if os.path.exists(_RESULTS.value):
