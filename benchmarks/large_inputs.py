@@ -50,6 +50,10 @@ _MODELS = flags.DEFINE_list("models", list(_BUILDERS), "keras.applications model
 _SIZE = flags.DEFINE_integer("size", 224, "Input height and width.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Synthesized images (one batch).")
 _SYNTHESIS_STEPS = flags.DEFINE_integer("synthesis_steps", 4, "GENIE steps.")
+_GENERATOR_CHANNELS = flags.DEFINE_integer(
+    "generator_channels", 128, "Channels of the generator's first feature map."
+)
+_ONLY = flags.DEFINE_list("stages", list(_STAGES), "Stages to run, in order.")
 _RECONSTRUCTION_STEPS = flags.DEFINE_integer(
     "reconstruction_steps", 4, "Reconstruction steps per block."
 )
@@ -126,13 +130,16 @@ def run_stage(stage, name, size, workdir):
             batch_size=_BATCH_SIZE.value,
             input_mean=mean,
             input_std=std,
+            generator_channels=_GENERATOR_CHANNELS.value,
             verbose=0,
             callbacks=[timer],
         )
         row["wall_s"] = time.perf_counter() - start
         row["s_per_step"] = timer.per_fit[0]
         np.save(images_path, images)
-        generator = build_generator((size, size, 3))
+        generator = build_generator(
+            (size, size, 3), feature_channels=_GENERATOR_CHANNELS.value
+        )
         row["generator_params"] = generator.count_params()
         row["generator_projection_params"] = generator.layers[0].count_params()
         row["generator_pass_s"] = _generator_pass_seconds(generator, _BATCH_SIZE.value)
@@ -180,11 +187,12 @@ def measure(name, size):
         synthesis_steps=_SYNTHESIS_STEPS.value,
         reconstruction_steps=_RECONSTRUCTION_STEPS.value,
         reconstruction_batch=_RECONSTRUCTION_BATCH.value,
+        generator_channels=_GENERATOR_CHANNELS.value,
         machine=f"{platform.machine()}, {os.cpu_count()} CPUs",
         stages={},
     )
     with tempfile.TemporaryDirectory() as workdir:
-        for stage in _STAGES:
+        for stage in _ONLY.value:
             argv = [sys.executable, os.path.abspath(__file__), f"--stage={stage}"]
             argv += [f"--models={name}", f"--size={size}", f"--workdir={workdir}"]
             argv += [
@@ -192,6 +200,7 @@ def measure(name, size):
                 f"--synthesis_steps={_SYNTHESIS_STEPS.value}",
                 f"--reconstruction_steps={_RECONSTRUCTION_STEPS.value}",
                 f"--reconstruction_batch={_RECONSTRUCTION_BATCH.value}",
+                f"--generator_channels={_GENERATOR_CHANNELS.value}",
             ]
             done = subprocess.run(argv, capture_output=True, text=True)
             if done.returncode:
@@ -216,8 +225,10 @@ def main(argv):
     for name in _MODELS.value:
         row = measure(name, _SIZE.value)
         print(json.dumps(row, indent=1), flush=True)
-        key = ("model", "size", "backend")
-        rows = [r for r in rows if [r[k] for k in key] != [row[k] for k in key]]
+        key = ("model", "size", "backend", "generator_channels")
+        rows = [
+            r for r in rows if [r.get(k, 128) for k in key] != [row[k] for k in key]
+        ]
         rows.append(row)
         with open(_RESULTS.value, "w") as f:
             json.dump(rows, f, indent=1)

@@ -31,3 +31,13 @@ class GeneratorTest(TestCase):
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
         self.assertFalse(np.allclose(a[0], c[0]))
+
+    def test_channels_set_the_projection_size(self):
+        small = build_generator((28, 28, 1), latent_dim=16, seed=0, feature_channels=32)
+        default = build_generator((28, 28, 1), latent_dim=16, seed=0)
+        # Dense 16 -> 7 * 7 * c, then a 3x3 convolution to c / 2 channels.
+        self.assertEqual(small.layers[0].kernel.shape, (16, 7 * 7 * 32))
+        self.assertEqual(default.layers[0].kernel.shape, (16, 7 * 7 * 128))
+        self.assertEqual(small.layers[4].kernel.shape, (3, 3, 32, 16))
+        z = np.random.default_rng(0).standard_normal((8, 16)).astype("float32")
+        self.assertEqual(to_numpy(small(z, training=True)).shape, (8, 28, 28, 1))

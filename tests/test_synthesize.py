@@ -231,6 +231,22 @@ class SynthesizeTest(TestCase):
             )
         self.assertTrue(os.path.exists(path))  # left for the user to inspect
 
+    def test_generator_channels_is_saved_only_when_changed(self):
+        # Directories saved before the field existed hold no such key; at
+        # its default it is left out, so they stay valid.
+        model = tiny_resnet()
+        directory = self.temp_dir()
+        kwargs = dict(steps=2, directory=directory, verbose=0, **_SPACE, **_QUICK)
+        ks.synthesize(model, 4, **kwargs)
+        with open(os.path.join(directory, "synthesis.json")) as f:
+            self.assertNotIn("generator_channels", f.read())
+        with self.assertRaisesRegex(ValueError, "generator_channels: stored None"):
+            ks.synthesize(model, 4, generator_channels=16, **kwargs)
+        small = ks.synthesize(
+            model, 4, generator_channels=16, **_SPACE, **_QUICK, steps=2, verbose=0
+        )
+        self.assertEqual(small.shape, (4, 12, 12, 3))
+
     def test_nan_statistics_stop_with_batch_and_step(self):
         model = tiny_resnet()
         model.get_layer("b2_bn1").moving_variance.assign(np.full(16, np.nan))

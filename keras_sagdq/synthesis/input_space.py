@@ -246,6 +246,7 @@ def infer_input_space(
     config = synthesis_config(
         "genie",
         latent_dim=given.latent_dim,
+        generator_channels=given.generator_channels,
         input_space_steps=given.input_space_steps,
         input_space_lr=given.input_space_lr,
     )

@@ -53,6 +53,10 @@ class SynthesisConfig:
         generator: True for GENIE-D (train a generator and its latents);
             False optimizes the pixels (ZeroQ).
         latent_dim: size of each latent vector.
+        generator_channels: channels of the generator's first feature map
+            (GENIE: 128). Its first projection has `latent_dim * (H/4) *
+            (W/4) * generator_channels` weights, 103 M for 224x224 inputs at
+            128; a smaller value makes large-input synthesis cheaper.
         latent_lr: initial Adam rate of the latents (or the pixels).
         plateau_patience: steps without a 1e-4 relative improvement of the
             loss before the latent rate is scaled by `plateau_factor`.
@@ -89,6 +93,7 @@ class SynthesisConfig:
     batch_size: int = 128
     generator: bool = True
     latent_dim: int = 256
+    generator_channels: int = 128
     latent_lr: float = 0.1
     plateau_patience: int = 100
     plateau_factor: float = 0.1
@@ -117,6 +122,7 @@ class SynthesisConfig:
             "steps",
             "batch_size",
             "latent_dim",
+            "generator_channels",
             "generator_decay_steps",
             "input_space_steps",
             "refine_steps",
@@ -153,6 +159,19 @@ class SynthesisConfig:
 
 
 NEIGHBORS = ("sam", "random")
+# Fields added after directories were first saved: left out of the saved
+# settings at their default, so those directories stay valid.
+_LATER_FIELDS = {"generator_channels": 128}
+
+
+def _saved_config(config):
+    fields = dataclasses.asdict(config)
+    for name, default in _LATER_FIELDS.items():
+        if fields[name] == default:
+            del fields[name]
+    return fields
+
+
 # The fields only SADAG reads: GENIE batches do not depend on them, so they
 # are left out of a GENIE directory's settings (and SADAG's warm-up batches
 # are GENIE batches).
@@ -375,7 +394,7 @@ def synthesize(
     settings = dict(
         method=method,
         seed=seed,
-        config=dataclasses.asdict(config),
+        config=_saved_config(config),
         image_shape=image_shape,
         input_mean=None if input_mean is None else np.asarray(input_mean).tolist(),
         input_std=None if input_std is None else np.asarray(input_std).tolist(),

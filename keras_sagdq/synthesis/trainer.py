@@ -57,7 +57,12 @@ class SynthesisTrainer(keras.Model):
         image_shape = tuple(probe.model.inputs[0].shape[1:])
         rng = np.random.default_rng(seed)
         if config.generator:
-            self.generator = build_generator(image_shape, config.latent_dim, seed=seed)
+            self.generator = build_generator(
+                image_shape,
+                config.latent_dim,
+                seed=seed,
+                feature_channels=config.generator_channels,
+            )
             self.codes = keras.Variable(
                 rng.standard_normal((batch_size, config.latent_dim)).astype("float32"),
                 name="latents",
@@ -144,7 +149,12 @@ class SynthesisTrainer(keras.Model):
         rng = np.random.default_rng(seed)
         self.codes.assign(rng.standard_normal(self.codes.shape).astype("float32"))
         if self.generator is not None:
-            fresh = build_generator(image_shape, self._config.latent_dim, seed=seed)
+            fresh = build_generator(
+                image_shape,
+                self._config.latent_dim,
+                seed=seed,
+                feature_channels=self._config.generator_channels,
+            )
             self.generator.set_weights(fresh.get_weights())
         self._probe.reseed(seed)
 
