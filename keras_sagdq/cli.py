@@ -128,6 +128,10 @@ def _run():
 
     # Checked before anything slow: bits, model, output folder, eval data.
     QuantConfig(_WEIGHT_BITS.value, _ACTIVATION_BITS.value)
+    if "LOCAL_RANK" in os.environ:  # torchrun: one process per GPU
+        from keras_sagdq import backend
+
+        backend.use_local_accelerator(os.environ["LOCAL_RANK"])
     model, name = _load_model()
     output_dir = _writable_folder(_OUTPUT_DIR.value)
     evaluation = _load_eval(model, name)

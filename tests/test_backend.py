@@ -26,3 +26,13 @@ class ValueAndGradTest(TestCase):
         layer.build((None, 2))
         _, (grad,) = backend.value_and_grad(lambda: ops.sum(layer(x)), [layer.kernel])
         self.assertAllClose(grad, [[1.0], [2.0]])
+
+
+class LocalAcceleratorTest(TestCase):
+    def test_cpu_machine_and_bad_rank(self):
+        if backend.use_local_accelerator("0") is not None:
+            self.skipTest("this machine has a GPU")
+        self.assertIsNone(backend.use_local_accelerator(3))
+        for bad in ("x", -1, None):
+            with self.assertRaisesRegex(ValueError, "local_rank"):
+                backend.use_local_accelerator(bad)

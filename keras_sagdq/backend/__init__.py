@@ -79,3 +79,39 @@ def minimize_step(loss_fn, optimizers, groups):
             _impl().apply_gradients(optimizer, grads[start : start + len(group)], group)
         start += len(group)
     return keras.ops.stop_gradient(loss)
+
+
+def use_local_accelerator(local_rank):
+    """Put this process on GPU `local_rank` of its machine (if it has GPUs).
+
+    Launchers such as `torchrun` start one process per GPU and tell each its
+    index on the machine in `LOCAL_RANK`; without this, every process would
+    use the first GPU. The `keras-sagdq` command calls it when `LOCAL_RANK`
+    is set. On TensorFlow it must run before the first GPU op.
+
+    Args:
+        local_rank: the process's index on its machine (int or digit string);
+            taken modulo the number of GPUs.
+
+    Returns:
+        The device's name, or None on a machine without GPUs.
+
+    Raises:
+        ValueError: if `local_rank` is not a non-negative integer.
+        RuntimeError: on TensorFlow, if its GPUs are already in use (set
+            `CUDA_VISIBLE_DEVICES` per process instead).
+
+    Example:
+
+    >>> device = use_local_accelerator(0)  # "cuda:0" with GPUs on torch, else None
+    """
+    try:
+        rank = int(local_rank)
+    except (TypeError, ValueError):
+        rank = -1
+    if rank < 0:
+        raise ValueError(
+            "`local_rank` must be a non-negative integer (as LOCAL_RANK). "
+            f"Received: local_rank={local_rank!r}"
+        )
+    return _impl().use_local_accelerator(rank)

@@ -1,4 +1,4 @@
-"""`value_and_grad` and `apply_gradients` on the TensorFlow backend."""
+"""The gradient seam and device choice on the TensorFlow backend."""
 
 import tensorflow as tf
 
@@ -22,3 +22,18 @@ def apply_gradients(optimizer, grads, variables):
     if not tf.distribute.has_strategy():
         private_api.skip_single_replica_all_reduce(optimizer)
     optimizer.apply(grads, variables)
+
+
+def use_local_accelerator(local_rank):
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return None
+    gpu = gpus[local_rank % len(gpus)]
+    try:
+        tf.config.set_visible_devices(gpu, "GPU")
+    except RuntimeError as error:
+        raise RuntimeError(
+            f"TensorFlow's GPUs are already in use ({error}); choose the GPU "
+            "before anything runs, or set CUDA_VISIBLE_DEVICES per process."
+        ) from None
+    return gpu.name

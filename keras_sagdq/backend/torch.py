@@ -1,4 +1,4 @@
-"""`value_and_grad` and `apply_gradients` on the PyTorch backend."""
+"""The gradient seam and device choice on the PyTorch backend."""
 
 import torch
 
@@ -14,3 +14,12 @@ def value_and_grad(loss_fn, variables):
 
 def apply_gradients(optimizer, grads, variables):
     optimizer.apply(grads, variables)
+
+
+def use_local_accelerator(local_rank):
+    if not torch.cuda.is_available():
+        return None
+    # Keras' torch backend places tensors on "cuda", the current device.
+    index = local_rank % torch.cuda.device_count()
+    torch.cuda.set_device(index)
+    return f"cuda:{index}"
