@@ -21,11 +21,29 @@ from keras_sagdq.quantizers import GAMMA
 from keras_sagdq.quantizers import ZETA
 
 
-def _same_padding(size, kernel, stride):
+def same_padding(size, kernel, stride):
     """TensorFlow's SAME padding `(before, after)` of one spatial axis."""
     out = -(-size // stride)
     total = max((out - 1) * stride + kernel - size, 0)
     return total // 2, total - total // 2
+
+
+def tf_adam_update(step, grads):
+    """Adam (Keras' defaults) on `step.trainable`, in TensorFlow ops.
+
+    `step` holds `trainable`, `moments` (a pair of variables per trainable
+    one), `rates` and `count` (the update count, a variable).
+    """
+    import tensorflow as tf
+
+    step.count.assign_add(1.0)
+    t = step.count
+    for v, g, (m, s), rate in zip(step.trainable, grads, step.moments, step.rates):
+        m.assign(0.9 * m + 0.1 * g)
+        s.assign(0.999 * s + 0.001 * g * g)
+        m_hat = m / (1.0 - 0.9**t)
+        s_hat = s / (1.0 - 0.999**t)
+        v.assign_sub(rate * m_hat / (tf.sqrt(s_hat) + 1e-7))
 
 
 def _schedule(config, iteration):
@@ -118,8 +136,8 @@ class TorchBlockStep:
                 bias = torch.round(w["bias"] / unit) * unit
                 (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
                 if layer.padding == "same":
-                    top, bottom = _same_padding(x.shape[2], kh, sh)
-                    left, right = _same_padding(x.shape[3], kw, sw)
+                    top, bottom = same_padding(x.shape[2], kh, sh)
+                    left, right = same_padding(x.shape[3], kw, sw)
                     x = F.pad(x, (left, right, top, bottom))
                 x = F.conv2d(x, kernel, bias, stride=(sh, sw))
             elif isinstance(layer, ActivationQuantizer):
@@ -249,14 +267,7 @@ class TensorFlowBlockStep:
                     h = self._soft(w["logits"])
                     loss += weight * tf.reduce_sum(1.0 - tf.abs(2.0 * h - 1.0) ** beta)
         grads = tape.gradient(loss, self.trainable)
-        self.count.assign_add(1.0)
-        t = self.count
-        for v, g, (m, s), rate in zip(self.trainable, grads, self.moments, self.rates):
-            m.assign(0.9 * m + 0.1 * g)
-            s.assign(0.999 * s + 0.001 * g * g)
-            m_hat = m / (1.0 - 0.9**t)
-            s_hat = s / (1.0 - 0.999**t)
-            v.assign_sub(rate * m_hat / (self.tf.sqrt(s_hat) + 1e-7))
+        tf_adam_update(self, grads)
         return loss
 
     def step(self):

@@ -42,6 +42,8 @@ from absl import app
 from absl import flags
 from plain_blocks import TensorFlowBlockStep
 from plain_blocks import TorchBlockStep
+from plain_blocks import same_padding
+from plain_blocks import tf_adam_update
 from provenance import git_commit
 
 import keras_sagdq as ks
@@ -101,13 +103,6 @@ def _check_supported(layer):
     activation = getattr(layer, "activation", None)
     if activation is not None and activation.__name__ != "linear":
         raise ValueError(f"No plain translation for the activation of {layer.name!r}.")
-
-
-def _same_padding(size, kernel, stride):
-    """TensorFlow's SAME padding `(before, after)` of one spatial axis."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
 
 
 class TorchStep:
@@ -222,8 +217,8 @@ class TorchStep:
                 kh, kw = layer.kernel_size
                 sh, sw = layer.strides
                 if layer.padding == "same":
-                    top, bottom = _same_padding(x.shape[2], kh, sh)
-                    left, right = _same_padding(x.shape[3], kw, sw)
+                    top, bottom = same_padding(x.shape[2], kh, sh)
+                    left, right = same_padding(x.shape[3], kw, sw)
                     x = F.pad(x, (left, right, top, bottom))
                 bias = w[1] if len(w) > 1 else None
                 x = F.conv2d(x, w[0], bias, stride=(sh, sw), groups=groups)
@@ -391,14 +386,7 @@ class TensorFlowStep:
         with tf.GradientTape() as tape:
             loss = self._loss()
         grads = tape.gradient(loss, self.trainable)
-        self.count.assign_add(1.0)
-        t = self.count
-        for v, g, (m, s), rate in zip(self.trainable, grads, self.moments, self.rates):
-            m.assign(0.9 * m + 0.1 * g)
-            s.assign(0.999 * s + 0.001 * g * g)
-            m_hat = m / (1.0 - 0.9**t)
-            s_hat = s / (1.0 - 0.999**t)
-            v.assign_sub(rate * m_hat / (tf.sqrt(s_hat) + 1e-7))
+        tf_adam_update(self, grads)
         return loss
 
     def step(self):
