@@ -183,6 +183,14 @@ class RefinementTrainerTest(TestCase):
         remembered, _ = self.refine(earlier=True)
         self.assertGreater(np.abs(alone.images() - remembered.images()).max(), 1e-3)
 
+    def test_jit_compile_refines_to_the_same_images(self):
+        # XLA on TensorFlow, torch.compile on PyTorch: the same step, so the
+        # same images up to float rounding.
+        plain, _ = self.refine(earlier=True)
+        compiled, _ = self.refine(earlier=True, jit_compile=True)
+        self.assertTrue(compiled.jit_compile)
+        self.assertAllClose(compiled.images(), plain.images(), atol=0.05, rtol=1e-3)
+
     def test_reset_gives_what_a_new_trainer_gives(self):
         config = synthesis_config(
             "sadag",

@@ -247,6 +247,25 @@ class SynthesizeTest(TestCase):
         )
         self.assertEqual(small.shape, (4, 12, 12, 3))
 
+    def test_jit_compile_gives_the_same_images_and_is_not_saved(self):
+        model = tiny_resnet()
+        directory = self.temp_dir()
+        # One batch: one compilation (a minute with torch.compile on 2 cores).
+        kwargs = dict(steps=3, verbose=0, **_SPACE, **_QUICK)
+        plain = ks.synthesize(model, 4, directory=directory, **kwargs)
+        compiled = ks.synthesize(model, 4, jit_compile=True, **kwargs)
+        # Float rounding only: pixels span about 64 * 3 here.
+        self.assertAllClose(compiled, plain, atol=0.05, rtol=1e-3)
+        with open(os.path.join(directory, "synthesis.json")) as f:
+            self.assertNotIn("jit_compile", f.read())
+        # A run may resume with it switched: the saved batches are reused.
+        resumed = ks.synthesize(
+            model, 4, directory=directory, jit_compile=True, **kwargs
+        )
+        np.testing.assert_array_equal(resumed, plain)
+        with self.assertRaisesRegex(ValueError, "jit_compile=1"):
+            synthesis_config("genie", jit_compile=1)
+
     def test_nan_statistics_stop_with_batch_and_step(self):
         model = tiny_resnet()
         model.get_layer("b2_bn1").moving_variance.assign(np.full(16, np.nan))

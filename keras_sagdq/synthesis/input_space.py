@@ -249,6 +249,7 @@ def infer_input_space(
         generator_channels=given.generator_channels,
         input_space_steps=given.input_space_steps,
         input_space_lr=given.input_space_lr,
+        jit_compile=given.jit_compile,
     )
     batch_size = min(given.batch_size, 64)
     probe = BatchNormProbe(model)

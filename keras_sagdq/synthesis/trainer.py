@@ -102,7 +102,7 @@ class SynthesisTrainer(keras.Model):
             optimizer.build(group)
         self._best = keras.Variable(np.inf, trainable=False, name="plateau_best")
         self._bad_steps = keras.Variable(0.0, trainable=False, name="plateau_bad_steps")
-        self.compile(jit_compile=False)
+        self.compile(jit_compile=config.jit_compile)
         self.built = True
 
     def _per_batch_variables(self):
