@@ -10,12 +10,19 @@ def git_commit():
     """The checked-out commit, with "+changes" if the library differs from it."""
 
     def git(*args):
-        result = subprocess.run(
-            ["git", *args], cwd=_ROOT, capture_output=True, text=True
-        )
+        try:
+            result = subprocess.run(
+                ["git", *args], cwd=_ROOT, capture_output=True, text=True
+            )
+        except OSError:  # no git on this machine
+            return ""
         return result.stdout.strip()
 
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    # A copy without `.git` (e.g. on a device machine) names its commit in
+    # KERAS_SAGDQ_COMMIT.
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return os.environ.get("KERAS_SAGDQ_COMMIT", "unknown")
     dirty = git(
         "status",
         "--porcelain",
