@@ -348,14 +348,15 @@ class BlockTrainer(keras.Model):
         try:
             # The batches are already random and seeded; `fit` would also
             # shuffle their order from the global random state.
-            return self.fit(
-                indices,
-                batch_size=1,
-                epochs=1,
-                shuffle=False,
-                verbose=verbose,
-                callbacks=callbacks,
-            )
+            with backend.random_streams():
+                return self.fit(
+                    indices,
+                    batch_size=1,
+                    epochs=1,
+                    shuffle=False,
+                    verbose=verbose,
+                    callbacks=callbacks,
+                )
         finally:
             self._streams = None
 
@@ -374,9 +375,7 @@ class BlockTrainer(keras.Model):
         fp_inputs, q_inputs, target = (
             ops.take(v.value, indices, axis=0) for v in self._streams
         )
-        use_float = keras.random.uniform(
-            ops.shape(fp_inputs), seed=self._seed_generator
-        )
+        use_float = backend.uniform_like(fp_inputs, self._seed_generator)
         inputs = ops.where(use_float < self._config.input_mix, fp_inputs, q_inputs)
         beta, weight = self._beta_and_weight()
         parts = {}

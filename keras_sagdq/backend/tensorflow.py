@@ -1,5 +1,8 @@
 """The gradient seam and device choice on the TensorFlow backend."""
 
+import contextlib
+
+import keras
 import tensorflow as tf
 
 from keras_sagdq import private_api
@@ -22,6 +25,15 @@ def apply_gradients(optimizer, grads, variables):
     if not tf.distribute.has_strategy():
         private_api.skip_single_replica_all_reduce(optimizer)
     optimizer.apply(grads, variables)
+
+
+def uniform_like(x, seed_generator):
+    # Stateless draws from the seed: already cheap, and traced once.
+    return keras.random.uniform(keras.ops.shape(x), seed=seed_generator)
+
+
+def random_streams():
+    return contextlib.nullcontext()
 
 
 def use_local_accelerator(local_rank):

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_sagdq import backend
 from keras_sagdq import quantizers
 
 MODES = ("float", "soft", "hard")
@@ -118,7 +119,7 @@ class ActivationQuantizer(keras.layers.Layer):
         outputs = quantizers.fake_quantize(inputs, self.step, 0.0, qmin, qmax)
         if training and self.qdrop_probability > 0.0:
             keep_float = (
-                keras.random.uniform(ops.shape(inputs), seed=self.seed_generator)
+                backend.uniform_like(inputs, self.seed_generator)
                 < self.qdrop_probability
             )
             outputs = ops.where(keep_float, inputs, outputs)
