@@ -27,6 +27,7 @@ import numpy as np
 from absl import app
 from absl import flags
 from provenance import git_commit
+from provenance import save_row
 from tflite_measure import float_tflite
 from tflite_measure import latency_pair
 
@@ -78,21 +79,13 @@ def measure(name, size, setting, folder):
 
 def main(argv):
     del argv
-    rows = []
-    if os.path.exists(_RESULTS.value):
-        with open(_RESULTS.value) as f:
-            rows = json.load(f)
     for name in _MODELS.value:
         for size in map(int, _SIZES.value):
             for setting in _SETTINGS.value:
                 with tempfile.TemporaryDirectory() as folder:
                     row = measure(name, size, setting, folder)
                 print(json.dumps(row), flush=True)
-                key = ("model", "size", "bits", "backend")
-                rows = [r for r in rows if any(r[k] != row[k] for k in key)]
-                rows.append(row)
-                with open(_RESULTS.value, "w") as f:
-                    json.dump(rows, f, indent=1)
+                save_row(_RESULTS.value, row, ("model", "size", "bits", "backend"))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import numpy as np
 from absl import app
 from absl import flags
 from provenance import git_commit
+from provenance import save_row
 
 import keras_sagdq as ks
 from keras_sagdq.models import REFERENCE_MODELS
@@ -90,20 +91,13 @@ def measure(name, channels, seed):
 
 def main(argv):
     del argv
-    rows = []
-    if os.path.exists(_RESULTS.value):
-        with open(_RESULTS.value) as f:
-            rows = json.load(f)
     key = ("model", "backend", "generator_channels", "seed", "steps", "commit")
     for name in _MODELS.value:
         for seed in _SEEDS.value:
             for channels in _CHANNELS.value:
                 row = measure(name, int(channels), int(seed))
                 print(json.dumps(row), flush=True)
-                rows = [r for r in rows if [r[k] for k in key] != [row[k] for k in key]]
-                rows.append(row)
-                with open(_RESULTS.value, "w") as f:
-                    json.dump(rows, f, indent=1)
+                save_row(_RESULTS.value, row, key)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ seconds taken. Rows go to benchmarks/input_space.json (a rerun
 replaces a model's row) and a table is printed.
 """
 
-import json
 import os
 import time
 
@@ -18,6 +17,7 @@ import keras
 from absl import app
 from absl import flags
 from provenance import git_commit
+from provenance import save_row
 
 from keras_sagdq.datasets import load_fashion_mnist
 from keras_sagdq.models import REFERENCE_MODELS
@@ -40,10 +40,6 @@ _RESULTS = flags.DEFINE_string(
 def main(argv):
     del argv
     pixels, _ = load_fashion_mnist("train")
-    rows = []
-    if os.path.exists(_RESULTS.value):
-        with open(_RESULTS.value) as f:
-            rows = json.load(f)
     for name in _MODELS.value:
         model = load_shipped_model(name)
         x = shipped_model_input(pixels[:10000], name)
@@ -66,9 +62,7 @@ def main(argv):
             seconds=time.time() - start,
         )
         print(row, flush=True)
-        rows = [r for r in rows if r["model"] != name] + [row]
-        with open(_RESULTS.value, "w") as f:
-            json.dump(rows, f, indent=1)
+        rows = save_row(_RESULTS.value, row, ("model",))
     print("| model | true mean / std | declared | first guess | inferred | seconds |")
     print("|---|---|---|---|---|---|")
     for r in rows:

@@ -36,6 +36,7 @@ import numpy as np
 from absl import app
 from absl import flags
 from provenance import git_commit
+from provenance import save_row
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _BUILDERS = {
@@ -218,20 +219,16 @@ def main(argv):
         row = run_stage(_STAGE.value, _MODELS.value[0], _SIZE.value, _WORKDIR.value)
         print(json.dumps(row))
         return
-    rows = []
-    if os.path.exists(_RESULTS.value):
-        with open(_RESULTS.value) as f:
-            rows = json.load(f)
     for name in _MODELS.value:
         row = measure(name, _SIZE.value)
         print(json.dumps(row, indent=1), flush=True)
-        key = ("model", "size", "backend", "generator_channels")
-        rows = [
-            r for r in rows if [r.get(k, 128) for k in key] != [row[k] for k in key]
-        ]
-        rows.append(row)
-        with open(_RESULTS.value, "w") as f:
-            json.dump(rows, f, indent=1)
+        # Rows from before `generator_channels` existed used GENIE's 128.
+        save_row(
+            _RESULTS.value,
+            row,
+            ("model", "size", "backend", "generator_channels"),
+            defaults={"generator_channels": 128},
+        )
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from plain_blocks import TorchBlockStep
 from plain_blocks import same_padding
 from plain_blocks import tf_adam_update
 from provenance import git_commit
+from provenance import save_row
 
 import keras_sagdq as ks
 from keras_sagdq import private_api
@@ -578,15 +579,7 @@ def main(argv):
     batch_size = _BATCH_SIZE.value or {"genie": 128, "reconstruction": 32}[_STEP.value]
     row = measure(_MODEL.value, _STEP.value, batch_size, _STEPS.value, _ROUNDS.value)
     print(json.dumps(row, indent=1), flush=True)
-    rows = []
-    if os.path.exists(_RESULTS.value):
-        with open(_RESULTS.value) as f:
-            rows = json.load(f)
-    key = ("model", "backend", "step", "batch_size", "commit")
-    rows = [r for r in rows if [r[k] for k in key] != [row[k] for k in key]]
-    rows.append(row)
-    with open(_RESULTS.value, "w") as f:
-        json.dump(rows, f, indent=1)
+    save_row(_RESULTS.value, row, ("model", "backend", "step", "batch_size", "commit"))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import keras
 from absl import app
 from absl import flags
 from provenance import git_commit
+from provenance import save_row
 
 import keras_sagdq as ks
 from keras_sagdq.models import REFERENCE_MODELS
@@ -136,22 +137,10 @@ def time_model(name, steps, batch_size, neighbor_every):
 
 def main(argv):
     del argv
-    rows = []
-    if os.path.exists(_RESULTS.value):
-        with open(_RESULTS.value) as f:
-            rows = [r for r in json.load(f) if "commit" in r]
     for name in _MODELS.value:
         row = time_model(name, _STEPS.value, _BATCH_SIZE.value, _NEIGHBOR_EVERY.value)
         print(json.dumps(row, indent=1), flush=True)
-        rows = [
-            r
-            for r in rows
-            if (r["model"], r["backend"], r["batch_size"])
-            != (name, row["backend"], row["batch_size"])
-        ]
-        rows.append(row)
-        with open(_RESULTS.value, "w") as f:
-            json.dump(rows, f, indent=1)
+        save_row(_RESULTS.value, row, ("model", "backend", "batch_size"))
 
 
 if __name__ == "__main__":
