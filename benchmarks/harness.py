@@ -35,6 +35,7 @@ import numpy as np
 from absl import app
 from absl import flags
 from provenance import git_commit
+from provenance import save_row
 from tflite_measure import float_tflite
 from tflite_measure import latency_pair
 from tflite_measure import size_breakdown
@@ -308,21 +309,6 @@ def quantize_with(method, model, setting, images, options, quant_options=None):
     return qmodel, seconds
 
 
-def save_row(row):
-    """Merge one row into the results file at once (a rerun replaces the same key),
-    so a long run that is stopped keeps every finished row."""
-    results = []
-    if os.path.exists(_RESULTS.value):
-        with open(_RESULTS.value) as f:
-            results = json.load(f)
-    results = [r for r in results if row_key(r) != row_key(row)] + [row]
-    os.makedirs(os.path.dirname(os.path.abspath(_RESULTS.value)), exist_ok=True)
-    temporary = _RESULTS.value + ".partial"
-    with open(temporary, "w") as f:
-        json.dump(results, f, indent=1)
-    os.replace(temporary, _RESULTS.value)
-
-
 def run_rows(
     model_name,
     settings,
@@ -378,7 +364,7 @@ def run_rows(
         )
     ]
     print(rows[-1])
-    save_row(rows[-1])
+    save_row(_RESULTS.value, rows[-1], row_key)
     cache = {}
     for seed, source, method, setting in itertools.product(
         seeds, sources, methods, settings
@@ -451,7 +437,7 @@ def run_rows(
                 qmodel, model, model_name, setting, images, x_test, y_test
             )
         print(rows[-1], flush=True)
-        save_row(rows[-1])
+        save_row(_RESULTS.value, rows[-1], row_key)
     return rows
 
 

@@ -44,8 +44,10 @@ def save_row(path, row, key, defaults=None):
     Args:
         path: the results file (created if missing).
         row: a dict holding every field of `key`.
-        key: field names that identify a measurement.
-        defaults: values of key fields that older rows lack.
+        key: field names that identify a measurement, or a function from a
+            row to its identity (for keys that are not plain fields).
+        defaults: values of key fields that older rows lack (field names
+            only).
 
     Returns:
         The rows now stored.
@@ -57,6 +59,8 @@ def save_row(path, row, key, defaults=None):
             rows = json.load(f)
 
     def identity(r):
+        if callable(key):
+            return key(r)
         return [r.get(k, defaults.get(k)) for k in key]
 
     rows = [r for r in rows if identity(r) != identity(row)] + [row]

@@ -10,7 +10,7 @@
 #
 #   nohup bash scripts/run_sadag_benchmarks.sh resnet20_w2a4 > /tmp/r.log 2>&1 &
 #   (then mobilenet_w3a3, mobilenet_w2a4, w4a4, fast_preset, ablations,
-#   mobilenet_long_warmup;
+#   mobilenet_long_warmup, repeat;
 #   SEEDS="1 2" to run some seeds only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,8 +78,18 @@ ablations)
             --calibration=sadag --synthesis_options="${option}"
     done
     ;;
+repeat)
+    # How far one TensorFlow CPU run of the same calibration images moves:
+    # MobileNetV2 W2A4 seed 1's SADAG and GENIE reconstructions again, on the
+    # cached images, into a file of their own (the rows would replace the
+    # originals in the main file).
+    python benchmarks/harness.py --num_samples=512 --methods=reconstruct \
+        --results=benchmarks/results_sadag_repeat.json \
+        --models=mobilenet_v2_fashion_mnist --bits=W2A4 --seeds="${SEEDS:-1}" \
+        --calibration=sadag,genie
+    ;;
 *)
-    echo "usage: $0 resnet20_w2a4|mobilenet_w3a3|mobilenet_w2a4|w4a4|fast_preset|mobilenet_long_warmup|ablations" >&2
+    echo "usage: $0 resnet20_w2a4|mobilenet_w3a3|mobilenet_w2a4|w4a4|fast_preset|mobilenet_long_warmup|ablations|repeat" >&2
     exit 2
     ;;
 esac
