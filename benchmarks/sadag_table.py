@@ -3,7 +3,10 @@
 Reads the rows `scripts/run_sadag_benchmarks.sh` wrote (benchmarks/results_sadag.json)
 and writes, between the `sadag` markers of docs/sadag.md, top-1 mean ± std over
 seeds per (model, bits, calibration), and the per-seed differences to GENIE (paired
-by seed: the same GENIE warm-up batches start SADAG's refinement).
+by seed: the same GENIE warm-up batches start SADAG's refinement). The rows of the
+held-out stages (benchmarks/results_sadag_heldout.json) go between the
+`sadag_heldout` markers with the same columns for top-1 on the held-out slice of
+the training split (what settings are chosen by) beside top-1 on the test split.
 
     python benchmarks/sadag_table.py            # print and rewrite docs/sadag.md
 """
@@ -16,6 +19,7 @@ import sys
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _RESULTS = os.path.join(_ROOT, "benchmarks", "results_sadag.json")
+_HELDOUT = os.path.join(_ROOT, "benchmarks", "results_sadag_heldout.json")
 _DOC = os.path.join(_ROOT, "docs", "sadag.md")
 _GENIE = "genie (512, profile=fast)"
 
@@ -27,43 +31,56 @@ def _mean_std(values):
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
-def table(rows):
+def _columns(by_seed, genie, metric, is_genie):
+    seeds = sorted(by_seed)
+    values = [by_seed[s][metric] for s in seeds]
+    paired = [by_seed[s][metric] - genie[s][metric] for s in seeds if s in genie]
+    delta = "" if is_genie or not paired else _mean_std(paired)
+    if delta and not delta.startswith("-"):
+        delta = "+" + delta
+    per_seed = " / ".join(f"{100 * v:.2f}" for v in values)
+    return [_mean_std(values), per_seed, delta]
+
+
+def table(rows, metrics=("top1",)):
+    """Markdown lines: one row per (model, bits, calibration), per metric."""
     rows = [r for r in rows if r.get("method", "").startswith("reconstruct")]
     groups = collections.defaultdict(dict)
     for r in rows:
         groups[(r["model"], r["bits"], r["calibration"])][r["seed"]] = r
-    lines = [
-        "| model | bits | calibration | seeds | top-1 % (mean ± std) | per seed | "
-        "Δ vs GENIE, paired (mean ± std) | commits |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    names = {"top1": "top-1 %", "val_top1": "held-out top-1 %"}
+    header = ["model", "bits", "calibration", "seeds"]
+    for metric in metrics:
+        name = names[metric]
+        header += [f"{name} (mean ± std)", "per seed", "Δ vs GENIE, paired"]
+    header.append("commits")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for (model, bits, calibration), by_seed in sorted(groups.items()):
         seeds = sorted(by_seed)
-        top1 = [by_seed[s]["top1"] for s in seeds]
         genie = groups.get((model, bits, _GENIE), {})
-        paired = [by_seed[s]["top1"] - genie[s]["top1"] for s in seeds if s in genie]
-        delta = "" if calibration == _GENIE or not paired else _mean_std(paired)
-        if delta and not delta.startswith("-"):
-            delta = "+" + delta
-        commits = ", ".join(sorted({by_seed[s]["commit"] for s in seeds}))
-        per_seed = " / ".join(f"{100 * t:.2f}" for t in top1)
-        lines.append(
-            f"| {model} | {bits} | {calibration} | {','.join(map(str, seeds))} | "
-            f"{_mean_std(top1)} | {per_seed} | {delta} | {commits} |"
-        )
+        cells = [model, bits, calibration, ",".join(map(str, seeds))]
+        for metric in metrics:
+            cells += _columns(by_seed, genie, metric, calibration == _GENIE)
+        cells.append(", ".join(sorted({by_seed[s]["commit"] for s in seeds})))
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
 def main():
     with open(_RESULTS) as f:
-        lines = table(json.load(f))
-    print("\n".join(lines))
+        sections = {"sadag": table(json.load(f))}
+    if os.path.exists(_HELDOUT):
+        with open(_HELDOUT) as f:
+            sections["sadag_heldout"] = table(json.load(f), ("val_top1", "top1"))
+    for lines in sections.values():
+        print("\n".join(lines) + "\n")
     if "--print" in sys.argv:
         return
     # The harness's section writer (importing it loads the library: seconds).
     from harness import replace_section
 
-    replace_section(_DOC, "sadag", lines)
+    for name, lines in sections.items():
+        replace_section(_DOC, name, lines)
 
 
 if __name__ == "__main__":
