@@ -218,10 +218,8 @@ PROFILES = {
     # Chosen by measurement on the Fashion-MNIST reference models (docs/benchmarks.md).
     ("genie", "fast"): SynthesisConfig(steps=200),
     ("zeroq", "fast"): SynthesisConfig(steps=500, **_ZEROQ),
-    # neighbor_every=4: as good as every step on a held-out slice of the
-    # training split and 18 % less synthesis time (docs/sadag.md).
     ("sadag", "fast"): SynthesisConfig(
-        steps=200, refine_steps=50, warmup_reconstruction_steps=200, neighbor_every=4
+        steps=200, refine_steps=50, warmup_reconstruction_steps=200
     ),
 }
 
