@@ -45,10 +45,16 @@ class QuantConfig:
             model on the class of >= 99.9 % of images (docs/deployment.md);
             off, the Keras model keeps those tensors float (a model that is
             never exported, or to compare with papers that do the same).
+        activation_symmetry: the grid of signed activations: `"auto"` (per
+            tensor, at calibration: a zero point where it gives the smaller
+            quantization error, as for hard-swish and swish outputs that
+            barely dip below zero), `"symmetric"` (`[-2^(b-1), 2^(b-1) - 1]`,
+            no zero point) or `"asymmetric"` (always a zero point).
+            Non-negative activations get `[0, 2^b - 1]` either way.
 
     Raises:
-        ValueError: if a bit width is outside 2..8 or `weight_init_norm` is
-            not positive.
+        ValueError: if a bit width is outside 2..8, `weight_init_norm` is
+            not positive, or `activation_symmetry` is unknown.
 
     Example:
 
@@ -70,6 +76,7 @@ class QuantConfig:
     weight_init_norm: float = quantizers.DEFAULT_NORM_P
     weight_range: str = "lp"
     int8_tensors: bool = True
+    activation_symmetry: str = "auto"
 
     def __post_init__(self):
         quantizers.check_bits(self.weight_bits, "weight_bits")
@@ -91,6 +98,11 @@ class QuantConfig:
             raise ValueError(
                 "`weight_range` must be 'lp' or 'minmax'. "
                 f"Received: weight_range={self.weight_range!r}"
+            )
+        if self.activation_symmetry not in quantizers.SYMMETRIES:
+            raise ValueError(
+                f"`activation_symmetry` must be one of {quantizers.SYMMETRIES}. "
+                f"Received: activation_symmetry={self.activation_symmetry!r}"
             )
         if not self.weight_init_norm > 0:
             raise ValueError(

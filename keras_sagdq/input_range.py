@@ -191,6 +191,7 @@ def set_input_grid(quantizer, low, high):
     for 8-bit pixels in [0, 1] or [0, 255]), else `[-128, 127] * step`
     covering both ends. Reconstruction leaves it alone (`trainable=False`).
     """
+    quantizer.zero_point = None
     if low >= 0:
         quantizer.signed, step = False, high / 255.0
     else:

@@ -86,3 +86,19 @@ def skip_single_replica_all_reduce(optimizer):
     switch to leave it out. Only call it outside a `tf.distribute` strategy.
     """
     optimizer._all_reduce_sum_gradients = lambda grads_and_vars: grads_and_vars
+
+
+def operation_name(operation):
+    """The class name of a `keras.ops` operation node (`"Add"`, `"Sigmoid"`), or None.
+
+    Why: a Functional graph built with `x + 3.0` or `keras.ops.sigmoid(x)`
+    holds operations that are not layers; their classes live in the private
+    `keras.src.ops` modules and are public only as functions.
+    """
+    import keras
+
+    if isinstance(operation, keras.layers.Layer):
+        return None
+    if not type(operation).__module__.startswith("keras.src.ops"):
+        return None
+    return type(operation).__name__

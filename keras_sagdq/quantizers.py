@@ -25,6 +25,8 @@ GAMMA = -0.1
 DEFAULT_NORM_P = 2.4
 DEFAULT_NUM_CANDIDATES = 100
 _MIN_STEP = 1e-8
+# Activation grids: symmetric around 0, with a zero point, or chosen per tensor.
+SYMMETRIES = ("auto", "symmetric", "asymmetric")
 
 
 def check_bits(bits, name):
@@ -250,6 +252,83 @@ def search_activation_step(
         if err < best_err:
             best_err, best_step = err, step
     return float(best_step)
+
+
+def search_activation_grid(
+    values,
+    bits,
+    signed,
+    symmetry="symmetric",
+    method="lp",
+    p=DEFAULT_NORM_P,
+    num_candidates=DEFAULT_NUM_CANDIDATES,
+):
+    """Per-tensor activation grid: a step and, where it wins, a zero point (numpy).
+
+    A non-negative tensor always gets the unsigned grid `[0, 2^b - 1]`. A
+    signed one gets the symmetric `[-2^(b-1), 2^(b-1) - 1]` grid, or the
+    asymmetric `[0, 2^b - 1]` grid shifted by a zero point `z` (values
+    `(q - z) * step`), which spends no levels on a side the tensor barely
+    reaches (hard-swish's output lives in `[-0.375, inf)`).
+
+    Args:
+        values: numpy array of sample activations (any shape).
+        bits: activation bit width.
+        signed: whether the tensor takes negative values.
+        symmetry: `"symmetric"`, `"asymmetric"`, or `"auto"` (the grid with
+            the smaller `mean|x - Q(x)|^p` on `values`).
+        method: `"lp"` (clip ratios 1.00 down to 0.01, minimizing
+            `mean|x - Q(x)|^p`) or `"minmax"` (the full observed range).
+        p: norm of the error.
+        num_candidates: number of clip ratios tried by `"lp"`.
+
+    Returns:
+        `(step, zero_point)`: a Python float and an int in `[0, 2^b - 1]`,
+        or None for the symmetric (or unsigned) grid.
+
+    Raises:
+        ValueError: for an unknown `symmetry` or `method`.
+
+    Example:
+
+    >>> x = np.linspace(-0.375, 3.0, 1000)
+    >>> step, zero_point = search_activation_grid(x, 4, True, "asymmetric", "minmax")
+    >>> round(step, 4), zero_point
+    (0.225, 2)
+    """
+    if symmetry not in SYMMETRIES:
+        raise ValueError(
+            f"`symmetry` must be one of {SYMMETRIES}. Received: symmetry={symmetry!r}"
+        )
+    if method not in ("lp", "minmax"):
+        raise ValueError(
+            f"`method` must be 'lp' or 'minmax'. Received: method={method!r}"
+        )
+    x = np.asarray(values, np.float32).ravel()
+    num_candidates = 1 if method == "minmax" else num_candidates
+    if not signed or symmetry == "symmetric":
+        if method == "minmax":
+            return minmax_activation_step(x, bits, signed), None
+        return search_activation_step(x, bits, signed, p, num_candidates), None
+    qmax = 2**bits - 1
+    low, high = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
+    best = (np.inf, 1.0, 0)
+    if high > low:
+        for ratio in np.linspace(1.0, 0.01, num_candidates):
+            step = max(ratio * (high - low) / qmax, _MIN_STEP)
+            zero_point = int(np.clip(np.round(-ratio * low / step), 0, qmax))
+            err = float(_grid_error(x, step, zero_point, 0, qmax, p, None))
+            if err < best[0]:
+                best = (err, float(step), zero_point)
+    if symmetry == "asymmetric":
+        return best[1], best[2]
+    if method == "minmax":
+        step = minmax_activation_step(x, bits, signed)
+    else:
+        step = search_activation_step(x, bits, signed, p, num_candidates)
+    qmin_s, qmax_s = integer_range(bits, signed=True)
+    symmetric_err = float(_grid_error(x, step, 0.0, qmin_s, qmax_s, p, None))
+    return (best[1], best[2]) if best[0] < symmetric_err else (step, None)
 
 
 def minmax_activation_step(values, bits, signed):

@@ -11,11 +11,13 @@ branch and its shortcut.
 import dataclasses
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_sagdq import private_api
 from keras_sagdq.calibration import calibrate_activations
 from keras_sagdq.config import QuantConfig
+from keras_sagdq.graph import activations
 from keras_sagdq.graph import bn_folding
 from keras_sagdq.graph import tracing
 from keras_sagdq.graph.report import LayerReport
@@ -119,16 +121,15 @@ class _Plan:
         self.float_reason = {}  # id(step) -> reason
         for step in graph.steps:
             layer = step.layer
-            if layer.weights and layer_calls[id(layer)] > 1:
+            weights = getattr(layer, "weights", None)
+            if weights and layer_calls[id(layer)] > 1:
                 self.float_reason[id(step)] = "shared layer (called more than once)"
             elif quantized_class_for(layer) is not None:
                 if layer.name in config.skip_layers:
                     self.float_reason[id(step)] = "listed in skip_layers"
                 else:
                     self.quantized[id(step)] = step
-            elif layer.weights and not isinstance(
-                layer, keras.layers.BatchNormalization
-            ):
+            elif weights and not isinstance(layer, keras.layers.BatchNormalization):
                 self.float_reason[id(step)] = (
                     f"{type(layer).__name__} is not a supported layer type"
                 )
@@ -170,12 +171,17 @@ class _Plan:
         their own: outputs
         read only by a folded BatchNorm or by ReLUs (fused into the op
         before), outputs of layers that keep their input's grid (reshapes,
-        max pooling), and softmax outputs (TFLite fixes their grid).
+        max pooling), and outputs of softmax, sigmoid and tanh (TFLite fixes
+        their grid; the rewrite puts sigmoid and tanh on it).
         """
         # The model input too: its grid becomes the file's input grid.
         result = [i for i in self.graph.inputs if i not in self.tensor_bits]
         for step in self.graph.steps:
-            if isinstance(step.layer, SAME_GRID) or _is_softmax(step.layer):
+            if (
+                isinstance(step.layer, SAME_GRID)
+                or _is_softmax(step.layer)
+                or self._output_activation(step) in activations.FIXED_GRIDS
+            ):
                 continue
             for i in step.outputs:
                 readers = consumers.get(i, [])
@@ -194,6 +200,12 @@ class _Plan:
                     continue
                 result.append(i)
         return result
+
+    def _output_activation(self, step):
+        """The activation applied last by `step`: its own, or a quantized layer's."""
+        if id(step) in self.quantized:
+            return step.layer.activation
+        return activations.activation_function(step.layer)
 
     def _fold_blocker(self, bn_step, producers, consumers, config):
         if not config.fold_batchnorm:
@@ -254,6 +266,7 @@ class _Builder:
         self.clones = {}
         self.names = set()
         self.rows = []
+        self.on_fixed_grid = set()
 
     def build(self, name):
         inputs = [
@@ -279,17 +292,42 @@ class _Builder:
 
     def _maybe_quantize(self, tensor_id, tensor):
         bits = self.plan.tensor_bits.get(tensor_id)
-        if bits is None:
+        if bits is None or (bits == 8 and id(tensor) in self.on_fixed_grid):
             return tensor
         source = private_api.producing_layer(tensor)
         if tensor_id in self.graph.inputs or source is None:
             base = "input"
         else:
             base = source.name
+        return self._quantizer(tensor, base, bits)
+
+    def _quantizer(self, tensor, base, bits=8, fixed=None):
+        options = {"symmetry": self.config.activation_symmetry}
+        if fixed is not None:
+            options = {"signed": fixed[0], "fixed_step": fixed[1]}
         quantizer = ActivationQuantizer(
-            bits=bits, mode="hard", name=self._unique(f"{base}_act_quant")
+            bits=bits, mode="hard", name=self._unique(f"{base}_act_quant"), **options
         )
-        return quantizer(tensor)
+        outputs = quantizer(tensor)
+        if fixed is not None:
+            # Already an int8 tensor: an 8-bit grid of its own after it would
+            # be a second rounding the converter leaves out.
+            self.on_fixed_grid.add(id(outputs))
+        return outputs
+
+    def _internal_quantizer(self, tensor, base, fixed=None):
+        """An 8-bit grid inside an activation, where the int8 file rounds."""
+        if not self.config.int8_tensors:
+            return tensor
+        return self._quantizer(tensor, base, 8, fixed)
+
+    def _activation(self, function, x, name):
+        def unique(base):
+            return self._unique(f"{name}_{base}")
+
+        return activations.int8_activation(
+            function, x, self._internal_quantizer, unique
+        )
 
     def _call(self, step, args, kwargs):
         layer = step.layer
@@ -300,22 +338,42 @@ class _Builder:
             return args[0]
         if key in self.plan.quantized:
             return self._quantized_call(step, args, kwargs)
+        affine = _normalization_affine(layer)
+        if affine is not None:
+            self._row(layer, "passthrough", "as a Rescaling: one op in the int8 file")
+            rescaling = keras.layers.Rescaling(*affine, name=self._unique(layer.name))
+            return rescaling(args[0])
+        function = activations.activation_function(layer)
         if key in self.plan.float_reason:
             self._row(layer, "float", self.plan.float_reason[key])
+        elif activations.describe(function) and len(args) == 1 and not kwargs:
+            self._row(layer, "passthrough", activations.describe(function))
+            return self._activation(function, args[0], layer.name)
         elif id(layer) not in self.clones:
-            self._row(layer, "passthrough")
+            self._row(
+                layer, "passthrough", name=layer.name, type_name=_type_name(layer)
+            )
         return self._clone(layer, args, kwargs)
 
-    def _row(self, layer, status, reason="", name=None, **fields):
+    def _row(self, layer, status, reason="", name=None, type_name=None, **fields):
         self.rows.append(
             LayerReport(
-                name or layer.name, type(layer).__name__, status, reason, **fields
+                name or layer.name,
+                type_name or type(layer).__name__,
+                status,
+                reason,
+                **fields,
             )
         )
 
     def _clone(self, layer, args, kwargs):
         if id(layer) in self.clones:
             return self.clones[id(layer)](*args, **kwargs)
+        if not isinstance(layer, keras.layers.Layer):
+            # A keras.ops node (`x + 3.0`): stateless, called as it is.
+            self.clones[id(layer)] = layer
+            self.names.add(layer.name)
+            return layer(*args, **kwargs)
         config = layer.get_config()
         config["name"] = self._unique(layer.name)
         clone = type(layer).from_config(config)
@@ -341,6 +399,10 @@ class _Builder:
             kernel = ops.convert_to_numpy(layer.kernel)
             bias = None if layer.bias is None else ops.convert_to_numpy(layer.bias)
         config = layer.get_config()
+        # An activation the int8 op cannot fuse runs as an op of its own,
+        # with a grid on its input as in the file.
+        function = layer.activation
+        split = not activations.is_fusable(function)
         config.update(
             name=self._unique(layer.name),
             use_bias=bias is not None,
@@ -351,6 +413,8 @@ class _Builder:
             weight_per_channel=self.config.weight_per_channel,
             mode="hard",
         )
+        if split:
+            config["activation"] = None
         qlayer = quantized_class_for(layer).from_config(config)
         outputs = qlayer(*args, **kwargs)
         qlayer.kernel.assign(kernel)
@@ -359,10 +423,17 @@ class _Builder:
         qlayer.initialize_weight_quantizer(
             p=self.config.weight_init_norm, weight_range=self.config.weight_range
         )
+        notes = [] if position == "inner" else [f"{position} layer"]
+        if split:
+            name = getattr(function, "__name__", str(function))
+            notes.append(f"{name} as an op of its own")
+            outputs = self._activation(
+                function, self._internal_quantizer(outputs, qlayer.name), qlayer.name
+            )
         self._row(
             layer,
             "quantized",
-            "" if position == "inner" else f"{position} layer",
+            ", ".join(notes),
             weight_bits=bits,
             input_bits=self.config.input_bits_for(position),
             name=qlayer.name,
@@ -397,6 +468,29 @@ def _is_softmax(layer):
     if isinstance(layer, keras.layers.Softmax):
         return True
     return getattr(layer, "activation", None) is keras.activations.softmax
+
+
+def _normalization_affine(layer):
+    """`(scale, offset)` lists of a channel-wise Normalization, or None.
+
+    The converter writes a Normalization as SUB and MUL, two roundings where
+    the Keras model has none; a Rescaling exports as one 1x1 depthwise
+    convolution whose offset the rewrite can put on the file's grid.
+    """
+    if type(layer) is not keras.layers.Normalization or layer.invert:
+        return None
+    if tuple(layer.axis) not in ((-1,), (len(layer.input.shape) - 1,)):
+        return None
+    mean = np.reshape(ops.convert_to_numpy(layer.mean), (-1,)).astype(np.float64)
+    variance = np.reshape(ops.convert_to_numpy(layer.variance), (-1,))
+    std = np.maximum(np.sqrt(variance.astype(np.float64)), keras.backend.epsilon())
+    scale = 1.0 / std
+    return [float(v) for v in scale], [float(v) for v in -mean * scale]
+
+
+def _type_name(layer):
+    name = private_api.operation_name(layer)
+    return type(layer).__name__ if name is None else f"keras.ops {name}"
 
 
 def _single(tensors):
