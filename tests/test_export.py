@@ -281,7 +281,8 @@ class ExportTest(_FilesTest):
             qmodel, data.reshape(2, 4, 4, 1)
         )
         self.assertEqual((low, high), expected)
-        self.assertIn("Normalization", reason)
+        # The quantized model holds the Normalization as a Rescaling.
+        self.assertIn("mean and std", reason)
 
     def test_conversion_timeout_is_a_clear_error(self):
         from keras_sagdq.export import tflite

@@ -10,6 +10,8 @@ import keras
 import numpy as np
 
 from keras_sagdq import private_api
+from keras_sagdq.export.verify import first_divergence
+from keras_sagdq.export.verify import verify_tflite
 from keras_sagdq.input_range import file_input_range
 from keras_sagdq.layers import weight_layers
 
@@ -24,6 +26,7 @@ def export_tflite(
     input_range=None,
     max_samples=256,
     conversion_timeout=1800,
+    min_top1_agreement=0.99,
 ):
     """Write `qmodel` as an integer TFLite model (int8 ops, int32 biases).
 
@@ -68,6 +71,12 @@ def export_tflite(
         max_samples: images used to observe ranges.
         conversion_timeout: seconds the child process that converts under a
             non-TensorFlow backend may take before it is stopped.
+        min_top1_agreement: the written file is run on the representative
+            images (the first `max_samples`) and compared with `qmodel`; if
+            they agree on the class of fewer than this fraction of them, the
+            export raises, naming the first activation grid where the two
+            part (`keras_sagdq.export.first_divergence`). None skips the
+            check.
 
     Returns:
         `path`.
@@ -77,7 +86,9 @@ def export_tflite(
             quantized or not calibrated, or weights that do not fit int8.
         ImportError: if TensorFlow is not installed.
         RuntimeError: if the child process that converts fails or runs past
-            `conversion_timeout`.
+            `conversion_timeout`, or if the written file agrees with `qmodel`
+            on fewer than `min_top1_agreement` of the images (the file is
+            left in place for inspection).
 
     Example:
 
@@ -121,8 +132,10 @@ def export_tflite(
             "low_bit_weights": low_bit_weights,
             "activation_grid": activation_grid,
             "input_range": [float(v) for v in input_range],
+            "min_top1_agreement": None,
         }
-        return _export_in_child(qmodel, path, images, options, conversion_timeout)
+        _export_in_child(qmodel, path, images, options, conversion_timeout)
+        return check_agreement(path, qmodel, images, min_top1_agreement)
     try:
         import tensorflow as tf
     except ImportError:
@@ -160,7 +173,32 @@ def export_tflite(
         os.makedirs(directory, exist_ok=True)
     with open(path, "wb") as f:
         f.write(data)
-    return path
+    return check_agreement(path, qmodel, images, min_top1_agreement)
+
+
+def check_agreement(path, qmodel, images, min_top1_agreement):
+    """Raise if the file at `path` does not compute `qmodel` on `images`; else `path`.
+
+    Raises:
+        RuntimeError: naming the agreement, the first diverging activation
+            grid, and how to skip the check.
+    """
+    if min_top1_agreement is None:
+        return path
+    agreement = verify_tflite(path, qmodel, images)
+    if agreement.top1_agreement >= min_top1_agreement:
+        return path
+    where = first_divergence(path, qmodel, images[:8])
+    raise RuntimeError(
+        f"The written file {path!r} does not compute the Keras model "
+        f"{qmodel.name!r}: it agrees on the class of "
+        f"{100 * agreement.top1_agreement:.1f} % of {agreement.num_images} "
+        f"representative images (output error up to "
+        f"{agreement.max_error_steps:.0f} steps). First difference: "
+        f"{where or 'no activation grid of the model differs by more than a step'}. "
+        "The file is kept for inspection; please report the model's layers. "
+        f"Received: min_top1_agreement={min_top1_agreement!r} (None skips this check)"
+    )
 
 
 def _export_in_child(qmodel, path, images, options, timeout):

@@ -1,6 +1,7 @@
 """`verify_tflite`: run a `.tflite` file and compare it with the Keras model."""
 
 import dataclasses
+import warnings
 
 import keras
 import numpy as np
@@ -19,6 +20,12 @@ class TFLiteAgreement:
             of the file's output quantization step.
         mean_error_steps: mean of the same.
         output_step: the output quantization step (scale).
+        max_logit_gap: largest |tflite - keras| output difference, in the
+            outputs' own units.
+        partitions: delegate partitions of the file (`delegate_partitions`;
+            1 is the best case).
+        ops_outside_delegate: names of the ops the CPU delegate (XNNPACK)
+            left to TFLite's own kernels, each once.
     """
 
     num_images: int
@@ -26,15 +33,22 @@ class TFLiteAgreement:
     max_error_steps: float
     mean_error_steps: float
     output_step: float
+    max_logit_gap: float = float("nan")
+    partitions: int = -1
+    ops_outside_delegate: tuple = ()
 
     def __str__(self):
-        return (
+        text = (
             f"{self.num_images} images: top-1 agreement "
             f"{100 * self.top1_agreement:.2f} %, "
             f"output error max {self.max_error_steps:.2f} / mean "
             f"{self.mean_error_steps:.3f} "
-            f"steps (step {self.output_step:.4g})"
+            f"steps (step {self.output_step:.4g}), "
+            f"{self.partitions} delegate partition(s)"
         )
+        if self.ops_outside_delegate:
+            text += f", outside it: {', '.join(self.ops_outside_delegate)}"
+        return text
 
 
 def to_input(images, details):
@@ -111,6 +125,44 @@ def input_range_of(path):
     return float(scale * (-128 - zero_point)), float(scale * (127 - zero_point))
 
 
+def ops_outside_delegate(path):
+    """Names of the ops the default CPU delegate (XNNPACK) did not take, each once.
+
+    Args:
+        path: a `.tflite` file.
+
+    Returns:
+        A tuple of op names (e.g. `("HARD_SWISH",)`), in file order; empty
+        when one partition holds every op.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    ops = private_api.tflite_ops(interpreter)
+    # The op list keeps the model's own ops beside the delegate's nodes. An
+    # op the delegate took writes a partition's output or a tensor inside
+    # it; one it left writes a tensor that a partition, the model's output
+    # or another op left out reads.
+    nodes = [op for op in ops if op["op_name"] == "DELEGATE"]
+    produced = {int(i) for op in nodes for i in op["outputs"]}
+    read = {int(i) for op in nodes for i in op["inputs"]}
+    read.update(int(d["index"]) for d in interpreter.get_output_details())
+    outside = []
+    for op in reversed([op for op in ops if op["op_name"] != "DELEGATE"]):
+        outputs = {int(i) for i in op["outputs"]}
+        if outputs & produced or not outputs & read:
+            continue
+        outside.append(op["op_name"])
+        read.update(int(i) for i in op["inputs"])
+    names = []
+    for name in reversed(outside):
+        # QUANTIZE / DEQUANTIZE at a float input or output always stay out.
+        if name not in ("QUANTIZE", "DEQUANTIZE") and name not in names:
+            names.append(name)
+    return tuple(names)
+
+
 def delegate_partitions(path):
     """The number of partitions the default CPU delegate (XNNPACK) makes of a file.
 
@@ -164,14 +216,16 @@ def verify_tflite(path, qmodel, images):
 
     >>> path = ks.export_tflite(qmodel, "model.tflite", representative_data=images)
     >>> print(ks.verify_tflite(path, qmodel, x_test[:1000]))
-    1000 images: top-1 agreement ... %, output error max ... / mean ... steps ...
+    1000 images: top-1 agreement ... %, output error max ... / mean ... steps
+    (step ...), 1 delegate partition(s)
     """
     images = np.asarray(images, np.float32)
     lite, step = run_tflite(path, images)
     reference = keras.ops.convert_to_numpy(
         qmodel.predict(images, batch_size=256, verbose=0)
     )
-    error = np.abs(lite - reference) / step
+    gap = np.abs(lite - reference)
+    error = gap / step
     agreement = np.mean(np.argmax(lite, -1) == np.argmax(reference, -1))
     return TFLiteAgreement(
         num_images=len(images),
@@ -179,4 +233,108 @@ def verify_tflite(path, qmodel, images):
         max_error_steps=float(error.max()),
         mean_error_steps=float(error.mean()),
         output_step=step,
+        max_logit_gap=float(gap.max()),
+        partitions=delegate_partitions(path),
+        ops_outside_delegate=ops_outside_delegate(path),
     )
+
+
+def first_divergence(path, qmodel, images, tolerance_steps=1.0):
+    """The first activation grid where the file and the Keras model part.
+
+    Each `ActivationQuantizer` of `qmodel` is matched with the file's int8
+    tensor of the same shape and scale that is closest to it on `images`
+    (every tensor kept, the delegate run op by op); the first, in
+    graph order, that differs by more is returned.
+
+    Args:
+        path: a file written by `export_tflite` from `qmodel`.
+        qmodel: the quantized Keras model.
+        images: a few images `(N, H, W, C)` (each is run separately).
+        tolerance_steps: differences up to this many steps, on at most 1 %
+            of a tensor's values, are agreement.
+
+    Returns:
+        None if every matched grid agrees, else a sentence naming the
+        quantizer, the layer before it, the file's tensor, the share of
+        values that differ and by how many steps at most. Quantizers with
+        no tensor of their scale in the file are listed at its end.
+
+    Example:
+
+    >>> print(first_divergence("model.tflite", qmodel, images[:8]))
+    None
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    from keras_sagdq.layers import activation_quantizers
+
+    images = np.asarray(images, np.float32)
+    # Every tensor kept: the delegate then runs op by op, with the kernels
+    # `verify_tflite` runs (TFLite's own kernels round some ops differently).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "intended for debugging": it is
+        interpreter = Interpreter(
+            model_path=str(path), experimental_preserve_all_tensors=True
+        )
+    interpreter.allocate_tensors()
+    (inp,) = interpreter.get_input_details()
+    candidates = {}  # scale -> [(index, name, zero point)]
+    for details in interpreter.get_tensor_details():
+        scale, zero_point = details["quantization"]
+        if details["dtype"] == np.int8 and scale > 0:
+            key = np.float32(scale)
+            entry = (details["index"], details["name"], zero_point)
+            candidates.setdefault(key, []).append(entry)
+    values = {}
+    for image in images:
+        interpreter.set_tensor(inp["index"], to_input(image[None], inp))
+        interpreter.invoke()
+        for entries in candidates.values():
+            for index, _, zero_point in entries:
+                try:
+                    raw = interpreter.get_tensor(index)
+                except ValueError:  # freed or not computed
+                    continue
+                if raw.ndim == 0:
+                    continue
+                values.setdefault(index, []).append(raw.astype(np.float32) - zero_point)
+    quantizers = activation_quantizers(qmodel)
+    probe = keras.Model(qmodel.input, [q.output for q in quantizers])
+    reference = [keras.ops.convert_to_numpy(v) for v in probe(images)]
+    unmatched = []
+    for quantizer, expected in zip(quantizers, reference):
+        step = np.float32(keras.ops.convert_to_numpy(quantizer.step))
+        best = None
+        for scale, entries in candidates.items():
+            if not np.isclose(scale, step, rtol=1e-5):
+                continue
+            for index, name, _ in entries:
+                got = values.get(index)
+                if got is None or len(got) != len(images):
+                    continue
+                got = np.concatenate(got) * scale
+                if got.shape != expected.shape:
+                    continue
+                diff = np.abs(got - expected) / step
+                if best is None or diff.max() < best[0].max():
+                    best = (diff, name)
+        if best is None:
+            unmatched.append(quantizer.name)
+            continue
+        diff, name = best
+        # Off by one step on a few values is kernel rounding near ties.
+        if diff.max() > tolerance_steps + 0.5 or np.mean(diff > 0.5) > 0.01:
+            source = private_api.producing_layer(quantizer.input)
+            sentence = (
+                f"{quantizer.name!r} (the grid after {source.name!r}) differs from the "
+                f"file's tensor {name!r} on {100 * np.mean(diff > 0.5):.1f} % of "
+                f"values, by up to {diff.max():.0f} steps"
+            )
+            if unmatched:
+                sentence += (
+                    "; before it, grids with no int8 tensor of their step in the "
+                    f"file: {', '.join(unmatched)}"
+                )
+            return sentence
+    return None
