@@ -294,7 +294,7 @@ def search_activation_grid(
     >>> x = np.linspace(-0.375, 3.0, 1000)
     >>> step, zero_point = search_activation_grid(x, 4, True, "asymmetric", "minmax")
     >>> round(step, 4), zero_point
-    (0.225, 2)
+    (0.2308, 2)
     """
     if symmetry not in SYMMETRIES:
         raise ValueError(
@@ -317,6 +317,8 @@ def search_activation_grid(
         for ratio in np.linspace(1.0, 0.01, num_candidates):
             step = max(ratio * (high - low) / qmax, _MIN_STEP)
             zero_point = int(np.clip(np.round(-ratio * low / step), 0, qmax))
+            if method == "minmax":
+                step, zero_point = _covering_grid(low, high, step, qmax)
             err = float(_grid_error(x, step, zero_point, 0, qmax, p, None))
             if err < best[0]:
                 best = (err, float(step), zero_point)
@@ -329,6 +331,23 @@ def search_activation_grid(
     qmin_s, qmax_s = integer_range(bits, signed=True)
     symmetric_err = float(_grid_error(x, step, 0.0, qmin_s, qmax_s, p, None))
     return (best[1], best[2]) if best[0] < symmetric_err else (step, None)
+
+
+def _covering_grid(low, high, step, qmax):
+    """The smallest `(step, zero point)` near `step` whose grid holds [low, high].
+
+    A zero point rounded to an integer moves the grid; of the two integers
+    around `-low / step`, the one needing the smaller step to keep both ends.
+    """
+    best = None
+    for zero_point in {int(np.floor(-low / step)), int(np.ceil(-low / step))}:
+        zero_point = int(np.clip(zero_point, 0, qmax))
+        if zero_point == 0 and low < 0:
+            continue
+        needed = max(high / max(qmax - zero_point, 1), -low / max(zero_point, 1))
+        if best is None or needed < best[0]:
+            best = (max(needed, _MIN_STEP), zero_point)
+    return best
 
 
 def minmax_activation_step(values, bits, signed):

@@ -49,16 +49,19 @@ def images(n, seed=0):
 
 class AsymmetricGridTest(TestCase):
     def test_zero_point_and_step_of_a_hand_computed_grid(self):
-        # [-0.5, 2.5] on 4 bits: step 3/15 = 0.2, zero point 0.5/0.2 = 2.5 -> 2
-        # (round half to even), so the integers are [-2, 13].
+        # [-0.5, 2.5] on 4 bits: 3 / 15 = 0.2 puts the zero at 2.5 levels. The
+        # zero point must be an integer and the grid must hold both ends:
+        # z = 2 needs max(2.5 / 13, 0.5 / 2) = 0.25, z = 3 needs
+        # max(2.5 / 12, 0.5 / 3) = 0.2083: z = 3, integers [-3, 12].
         x = np.linspace(-0.5, 2.5, 301, dtype="float32")
         aq = ActivationQuantizer(bits=4, symmetry="asymmetric")
         aq.initialize(x, method="minmax")
-        self.assertAlmostEqual(float(to_numpy(aq.step)), 0.2, places=6)
-        self.assertEqual(aq.zero_point, 2)
-        self.assertEqual(aq.integer_range, (-2, 13))
-        y = to_numpy(aq(np.array([-0.5, -0.31, 0.09, 2.45, 9.0], "float32")))
-        np.testing.assert_allclose(y, [-0.4, -0.4, 0.0, 2.4, 2.6], atol=1e-6)
+        self.assertAlmostEqual(float(to_numpy(aq.step)), 2.5 / 12, places=6)
+        self.assertEqual(aq.zero_point, 3)
+        self.assertEqual(aq.integer_range, (-3, 12))
+        y = to_numpy(aq(np.array([-1.0, -0.5, 0.1, 2.5, 9.0], "float32")))
+        expected = np.array([-3, -2, 0, 12, 12]) * 2.5 / 12
+        np.testing.assert_allclose(y, expected, atol=1e-6)
 
     def test_auto_picks_the_zero_point_for_hard_swish_outputs(self):
         rng = np.random.default_rng(0)

@@ -73,10 +73,11 @@ def export_tflite(
             non-TensorFlow backend may take before it is stopped.
         min_top1_agreement: the written file is run on the representative
             images (the first `max_samples`) and compared with `qmodel`; if
-            they agree on the class of fewer than this fraction of them, the
-            export raises, naming the first activation grid where the two
-            part (`keras_sagdq.export.first_divergence`). None skips the
-            check.
+            they agree on the class of fewer than this fraction of them (a
+            class within one output step of the file's top counts: a tie the
+            file cannot resolve), the export raises, naming the first
+            activation grid where the two part
+            (`keras_sagdq.export.first_divergence`). None skips the check.
 
     Returns:
         `path`.
@@ -186,7 +187,7 @@ def check_agreement(path, qmodel, images, min_top1_agreement):
     if min_top1_agreement is None:
         return path
     agreement = verify_tflite(path, qmodel, images)
-    if agreement.top1_agreement >= min_top1_agreement:
+    if agreement.top1_agreement_within_step >= min_top1_agreement:
         return path
     where = first_divergence(path, qmodel, images[:8])
     raise RuntimeError(

@@ -26,6 +26,11 @@ class TFLiteAgreement:
             1 is the best case).
         ops_outside_delegate: names of the ops the CPU delegate (XNNPACK)
             left to TFLite's own kernels, each once.
+        top1_agreement_within_step: fraction of images where the file's
+            output for the Keras model's class is within one output step of
+            the file's largest output: the class agrees up to ties the file
+            cannot resolve (a softmax over 1000 near-equal classes rounds
+            them all to one level).
     """
 
     num_images: int
@@ -36,6 +41,7 @@ class TFLiteAgreement:
     max_logit_gap: float = float("nan")
     partitions: int = -1
     ops_outside_delegate: tuple = ()
+    top1_agreement_within_step: float = float("nan")
 
     def __str__(self):
         text = (
@@ -227,6 +233,8 @@ def verify_tflite(path, qmodel, images):
     gap = np.abs(lite - reference)
     error = gap / step
     agreement = np.mean(np.argmax(lite, -1) == np.argmax(reference, -1))
+    chosen = np.take_along_axis(lite, np.argmax(reference, -1)[..., None], -1)[..., 0]
+    within_step = np.mean(chosen >= lite.max(-1) - step * (1 + 1e-3))
     return TFLiteAgreement(
         num_images=len(images),
         top1_agreement=float(agreement),
@@ -236,6 +244,7 @@ def verify_tflite(path, qmodel, images):
         max_logit_gap=float(gap.max()),
         partitions=delegate_partitions(path),
         ops_outside_delegate=ops_outside_delegate(path),
+        top1_agreement_within_step=float(within_step),
     )
 
 
