@@ -20,6 +20,13 @@ other seeds, widths and recipes than the reference models, and shipped in
   statistics re-estimated after training.
 - `se_hardswish`: [0, 1] inputs, an adapted `Normalization` layer; hard-swish,
   squeeze-and-excitation.
+- `mobilenet_v3_style`: [0, 255] inputs rescaled to [-1, 1] inside; hard-swish
+  and hard-sigmoid SE gates written with `keras.ops` arithmetic, as
+  `keras.applications.MobileNetV3` writes them.
+- `efficientnet_style`: [0, 255] inputs, `Rescaling` + adapted `Normalization`
+  inside; swish, SE with sigmoid gates (MBConv blocks).
+- `separable_xception_style`: [-1, 1] inputs; `SeparableConv2D` blocks with max
+  pooling and strided 1x1 shortcuts.
 
 Example:
 
@@ -179,6 +186,99 @@ def se_hardswish(momentum=0.9):
     return keras.Model(inputs, layers.Dense(10)(x), name="se_hardswish")
 
 
+def _hard_sigmoid_ops(x):
+    # As keras.applications.MobileNetV3 writes it: keras.ops arithmetic
+    # around a ReLU(6) layer.
+    return layers.ReLU(6.0)(x + 3.0) * (1.0 / 6.0)
+
+
+def _hard_swish_ops(x):
+    return layers.Multiply()([x, _hard_sigmoid_ops(x)])
+
+
+def mobilenet_v3_style(momentum=0.9):
+    """MobileNetV3's block habits: hard-swish and SE gates written with keras.ops."""
+    inputs = keras.Input((28, 28, 1), name="raw_pixels")
+    x = layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
+    x = layers.Conv2D(16, 3, padding="same", use_bias=False)(x)
+    x = _hard_swish_ops(_bn(momentum)(x))
+    # (expansion, width, kernel, strides, squeeze-excite, hard-swish)
+    for expansion, width, kernel, strides, se, hswish in (
+        (1, 16, 3, 2, True, False),
+        (4, 24, 3, 1, False, False),
+        (3, 40, 5, 2, True, True),
+        (3, 40, 5, 1, True, True),
+        (3, 48, 5, 1, True, True),
+    ):
+        act = _hard_swish_ops if hswish else layers.ReLU()
+        y = x
+        if expansion != 1:
+            y = layers.Conv2D(x.shape[-1] * expansion, 1, use_bias=False)(y)
+            y = act(_bn(momentum)(y))
+        y = layers.DepthwiseConv2D(kernel, strides, "same", use_bias=False)(y)
+        y = act(_bn(momentum)(y))
+        if se:
+            squeeze = layers.GlobalAveragePooling2D(keepdims=True)(y)
+            squeeze = layers.Conv2D(max(8, y.shape[-1] // 4), 1)(squeeze)
+            squeeze = layers.ReLU()(squeeze)
+            squeeze = _hard_sigmoid_ops(layers.Conv2D(y.shape[-1], 1)(squeeze))
+            y = layers.Multiply()([y, squeeze])
+        y = _bn(momentum)(layers.Conv2D(width, 1, use_bias=False)(y))
+        x = layers.Add()([x, y]) if strides == 1 and x.shape[-1] == width else y
+    x = _hard_swish_ops(_bn(momentum)(layers.Conv2D(96, 1, use_bias=False)(x)))
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(10)(x), name="mobilenet_v3_style")
+
+
+def efficientnet_style(momentum=0.9):
+    """EfficientNet's MBConv: swish, SE with sigmoid gates, a Normalization."""
+    inputs = keras.Input((28, 28, 1), name="raw_pixels")
+    x = layers.Rescaling(1 / 255.0)(inputs)
+    x = layers.Normalization(name="normalize")(x)
+    x = layers.Conv2D(24, 3, padding="same", use_bias=False)(x)
+    x = layers.Activation("swish")(_bn(momentum)(x))
+    for expansion, width, strides in ((1, 16, 1), (4, 24, 2), (4, 24, 1), (4, 40, 2)):
+        y = x
+        if expansion != 1:
+            y = layers.Conv2D(x.shape[-1] * expansion, 1, use_bias=False)(y)
+            y = layers.Activation("swish")(_bn(momentum)(y))
+        y = layers.DepthwiseConv2D(3, strides, "same", use_bias=False)(y)
+        y = layers.Activation("swish")(_bn(momentum)(y))
+        squeeze = layers.GlobalAveragePooling2D()(y)
+        squeeze = layers.Reshape((1, 1, y.shape[-1]))(squeeze)
+        squeeze = layers.Conv2D(max(4, x.shape[-1] // 4), 1, activation="swish")(
+            squeeze
+        )
+        squeeze = layers.Conv2D(y.shape[-1], 1, activation="sigmoid")(squeeze)
+        y = layers.Multiply()([y, squeeze])
+        y = _bn(momentum)(layers.Conv2D(width, 1, use_bias=False)(y))
+        x = layers.Add()([x, y]) if strides == 1 and x.shape[-1] == width else y
+    x = layers.Activation("swish")(
+        _bn(momentum)(layers.Conv2D(128, 1, use_bias=False)(x))
+    )
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(10)(x), name="efficientnet_style")
+
+
+def separable_xception_style(momentum=0.9):
+    """Xception's habits: SeparableConv2D + BN + ReLU, strided 1x1 shortcuts."""
+    inputs = keras.Input((28, 28, 1), name="signed_pixels")
+    x = layers.Conv2D(32, 3, padding="same", use_bias=False)(inputs)
+    x = layers.ReLU()(_bn(momentum)(x))
+    for width in (64, 128):
+        shortcut = _bn(momentum)(layers.Conv2D(width, 1, 2, use_bias=False)(x))
+        y = layers.SeparableConv2D(width, 3, padding="same", use_bias=False)(x)
+        y = layers.ReLU()(_bn(momentum)(y))
+        y = layers.SeparableConv2D(width, 3, padding="same", use_bias=False)(y)
+        y = _bn(momentum)(y)
+        y = layers.MaxPooling2D(3, 2, padding="same")(y)
+        x = layers.Add()([y, shortcut])
+    x = layers.SeparableConv2D(192, 3, padding="same", use_bias=False)(x)
+    x = layers.ReLU()(_bn(momentum)(x))
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(10)(x), name="separable_xception_style")
+
+
 ZOO = {
     "mobilenet_unit_range": ZooEntry(
         mobilenet_unit_range, "unit", 0.9, True, "[0, 1], no normalization layer"
@@ -201,6 +301,27 @@ ZOO = {
     ),
     "se_hardswish": ZooEntry(
         se_hardswish, "unit", 0.9, False, "[0, 1] behind Normalization, hard-swish, SE"
+    ),
+    "mobilenet_v3_style": ZooEntry(
+        mobilenet_v3_style,
+        "raw",
+        0.9,
+        False,
+        "[0, 255], Rescaling to [-1, 1]; hard-swish and SE gates as keras.ops",
+    ),
+    "efficientnet_style": ZooEntry(
+        efficientnet_style,
+        "raw",
+        0.9,
+        False,
+        "[0, 255], Rescaling + Normalization; swish, SE with sigmoid gates",
+    ),
+    "separable_xception_style": ZooEntry(
+        separable_xception_style,
+        "signed",
+        0.9,
+        False,
+        "[-1, 1]; SeparableConv2D, max pooling, 1x1 strided shortcuts",
     ),
 }
 ZOO_MODELS = tuple(ZOO)
