@@ -19,6 +19,7 @@ from keras_sagdq.calibration import calibrate_activations
 from keras_sagdq.config import QuantConfig
 from keras_sagdq.graph import activations
 from keras_sagdq.graph import bn_folding
+from keras_sagdq.graph import lowering
 from keras_sagdq.graph import tracing
 from keras_sagdq.graph.report import LayerReport
 from keras_sagdq.graph.report import QuantizationReport
@@ -71,8 +72,20 @@ def quantize_model(model, config=None, calibration_data=None):
             f"`config` must be a keras_sagdq.QuantConfig. Received: config={config!r}"
         )
     _check_model(model)
-    graph = tracing.trace(model)
-    plan = _Plan(graph, config)
+    # Separable convolutions split first, so BatchNorms after them fold; the
+    # BatchNorms that still cannot fold then become affines.
+    graph, notes = lowering.lower(tracing.trace(model), set(), config.skip_layers)
+    if config.fold_batchnorm:
+        first = _Plan(graph, config, notes)
+        unfoldable = {
+            id(step)
+            for step in graph.steps
+            if isinstance(step.layer, keras.layers.BatchNormalization)
+            and id(step) in first.float_reason
+        }
+        graph, more = lowering.lower(graph, unfoldable, config.skip_layers)
+        notes.update(more)
+    plan = _Plan(graph, config, notes)
     if not plan.quantized:
         raise ValueError(
             "The model has no layer that can be quantized (Conv2D, "
@@ -109,8 +122,9 @@ def _check_model(model):
 class _Plan:
     """Per-step decisions: which layers to quantize, fold, keep float."""
 
-    def __init__(self, graph, config):
+    def __init__(self, graph, config, notes=None):
         self.graph = graph
+        self.notes = notes or {}
         producers = graph.producers()
         consumers = graph.consumers()
         layer_calls = {}
@@ -150,11 +164,21 @@ class _Plan:
                 self.folded_into[id(step)] = producer
                 self.folded_bn[id(producer)] = step
 
+        # BatchNorms written as affines: 8-bit weights and inputs, and no
+        # say in which layers are first or last.
+        self.affine = {
+            key
+            for key, step in self.quantized.items()
+            if self.notes.get(id(step.layer), "").startswith("BatchNormalization")
+        }
         self.position = self._positions(consumers)
         # Bits of each quantized tensor: the most any quantized consumer needs.
         self.tensor_bits = {}
-        for step in self.quantized.values():
-            bits = config.input_bits_for(self.position[id(step)])
+        for key, step in self.quantized.items():
+            if key in self.affine:
+                bits = 8
+            else:
+                bits = config.input_bits_for(self.position[key])
             if bits is not None:
                 i = step.input_ids[0]
                 self.tensor_bits[i] = max(bits, self.tensor_bits.get(i, 0))
@@ -228,9 +252,10 @@ class _Plan:
     def _positions(self, consumers):
         """'first' / 'last' / 'inner' for each quantized step."""
         # Forward: does a quantized layer lie upstream of the tensor?
+        counted = {k: v for k, v in self.quantized.items() if k not in self.affine}
         after_quantized = {i: False for i in self.graph.inputs}
         for step in self.graph.steps:
-            flag = id(step) in self.quantized or any(
+            flag = id(step) in counted or any(
                 after_quantized.get(i, False) for i in step.input_ids
             )
             for i in step.outputs:
@@ -241,7 +266,7 @@ class _Plan:
             for i in step.outputs:
                 reaches_output.setdefault(i, False)
                 reaches_output[i] = reaches_output[i] or any(
-                    id(c) not in self.quantized
+                    id(c) not in counted
                     and any(reaches_output.get(o, False) for o in c.outputs)
                     for c in consumers.get(i, [])
                 )
@@ -391,7 +416,8 @@ class _Builder:
     def _quantized_call(self, step, args, kwargs):
         layer = step.layer
         position = self.plan.position[id(step)]
-        bits = self.config.weight_bits_for(position)
+        affine = id(step) in self.plan.affine
+        bits = 8 if affine else self.config.weight_bits_for(position)
         bn_step = self.plan.folded_bn.get(id(step))
         if bn_step is not None:
             kernel, bias = bn_folding.fold_batchnorm(layer, bn_step.layer)
@@ -423,7 +449,9 @@ class _Builder:
         qlayer.initialize_weight_quantizer(
             p=self.config.weight_init_norm, weight_range=self.config.weight_range
         )
-        notes = [] if position == "inner" else [f"{position} layer"]
+        notes = [] if position == "inner" or affine else [f"{position} layer"]
+        if id(layer) in self.plan.notes:
+            notes.append(self.plan.notes[id(layer)])
         if split:
             name = getattr(function, "__name__", str(function))
             notes.append(f"{name} as an op of its own")
@@ -435,7 +463,7 @@ class _Builder:
             "quantized",
             ", ".join(notes),
             weight_bits=bits,
-            input_bits=self.config.input_bits_for(position),
+            input_bits=8 if affine else self.config.input_bits_for(position),
             name=qlayer.name,
             weight_sqnr_db=sqnr_db(kernel, _hard_kernel(qlayer)),
         )

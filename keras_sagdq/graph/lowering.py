@@ -1,0 +1,142 @@
+"""Layers the rewrite quantizes as the plain layers an int8 file computes them with.
+
+- `SeparableConv2D` is a depthwise convolution followed by a 1x1 convolution:
+  TFLite runs it as DEPTHWISE_CONV_2D then CONV_2D with an int8 tensor
+  between them. Split into the two Keras layers, each is quantized like any
+  other, and a BatchNorm after it folds into the 1x1 convolution.
+- A BatchNorm that cannot be folded (pre-activation `BN -> ReLU -> Conv`, or
+  after a layer with a nonlinear activation) is a per-channel affine
+  `x * scale + offset`: a 1x1 depthwise convolution with one weight per
+  channel, exact on an 8-bit grid, with its ReLU fused as in the file.
+
+`lower` returns a new traced graph whose steps use the new layers, so the
+rest of the rewrite never sees the composite ones.
+"""
+
+import dataclasses
+import itertools
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_sagdq.graph import tracing
+
+# Report notes, by the id of the layer a lowering made.
+SEPARABLE_NOTE = "half of SeparableConv2D {name!r}"
+AFFINE_NOTE = "BatchNormalization {name!r} as a per-channel affine (8-bit)"
+
+
+def lower(graph, unfoldable, skip_layers=()):
+    """Replace SeparableConv2D steps and the given BatchNorm steps by plain layers.
+
+    Args:
+        graph: a `tracing.Graph`.
+        unfoldable: ids of BatchNormalization steps to write as affines.
+        skip_layers: names of layers to leave as they are.
+
+    Returns:
+        `(graph, notes)`: the new graph (the input is not modified) and
+        `{id(new layer): report note}`.
+    """
+    counter = itertools.count(_max_id(graph) + 1)
+    steps, notes = [], {}
+    calls = {}
+    for step in graph.steps:
+        calls[id(step.layer)] = calls.get(id(step.layer), 0) + 1
+    for step in graph.steps:
+        layer = step.layer
+        plain = calls[id(layer)] == 1 and layer.name not in skip_layers
+        if plain and _is_separable(layer):
+            new = _split_separable(step, counter)
+            notes.update(
+                (id(s.layer), SEPARABLE_NOTE.format(name=layer.name)) for s in new
+            )
+            steps.extend(new)
+        elif plain and id(step) in unfoldable and _is_channel_bn(layer):
+            new = _affine_step(step)
+            notes[id(new.layer)] = AFFINE_NOTE.format(name=layer.name)
+            steps.append(new)
+        else:
+            steps.append(step)
+    return dataclasses.replace(graph, steps=steps), notes
+
+
+def _max_id(graph):
+    ids = list(graph.inputs) + list(graph.outputs)
+    for step in graph.steps:
+        ids += step.input_ids + list(step.outputs)
+    return max(ids)
+
+
+def _is_separable(layer):
+    return (
+        type(layer) is keras.layers.SeparableConv2D
+        and layer.data_format == "channels_last"
+        and len(layer.input.shape) == 4
+    )
+
+
+def _is_channel_bn(layer):
+    axis = layer.axis if isinstance(layer.axis, int) else layer.axis[0]
+    rank = len(layer.input.shape)
+    return (
+        type(layer) is keras.layers.BatchNormalization
+        and rank == 4
+        and axis in (-1, rank - 1)
+    )
+
+
+def _split_separable(step, counter):
+    layer = step.layer
+    channels = int(layer.input.shape[-1])
+    depthwise = keras.layers.DepthwiseConv2D(
+        layer.kernel_size,
+        strides=layer.strides,
+        padding=layer.padding,
+        depth_multiplier=layer.depth_multiplier,
+        dilation_rate=layer.dilation_rate,
+        use_bias=False,
+        name=f"{layer.name}_depthwise",
+    )
+    depthwise.build(layer.input.shape)
+    depthwise.set_weights([ops.convert_to_numpy(layer.depthwise_kernel)])
+    pointwise = keras.layers.Conv2D(
+        layer.filters,
+        1,
+        use_bias=layer.use_bias,
+        activation=layer.activation,
+        name=f"{layer.name}_pointwise",
+    )
+    pointwise.build((None, None, None, channels * layer.depth_multiplier))
+    weights = [ops.convert_to_numpy(layer.pointwise_kernel)]
+    if layer.use_bias:
+        weights.append(ops.convert_to_numpy(layer.bias))
+    pointwise.set_weights(weights)
+    middle = next(counter)
+    return [
+        tracing.Step(depthwise, step.args, step.kwargs, [middle]),
+        tracing.Step(pointwise, (tracing.TensorRef(middle),), {}, list(step.outputs)),
+    ]
+
+
+def _affine_step(step):
+    layer = step.layer
+    scale = ops.convert_to_numpy(layer.moving_variance) + layer.epsilon
+    scale = 1.0 / np.sqrt(scale.astype(np.float64))
+    if layer.gamma is not None:
+        scale = scale * ops.convert_to_numpy(layer.gamma)
+    offset = -ops.convert_to_numpy(layer.moving_mean) * scale
+    if layer.beta is not None:
+        offset = offset + ops.convert_to_numpy(layer.beta)
+    affine = keras.layers.DepthwiseConv2D(1, use_bias=True, name=f"{layer.name}_affine")
+    affine.build(layer.input.shape)
+    channels = scale.shape[0]
+    affine.set_weights(
+        [
+            scale.reshape(1, 1, channels, 1).astype(np.float32),
+            offset.astype(np.float32),
+        ]
+    )
+    # BatchNormalization's call takes `training`; the affine does not.
+    return tracing.Step(affine, step.args[:1], {}, list(step.outputs))
