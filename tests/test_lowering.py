@@ -23,7 +23,7 @@ def separable_preactivation_net():
     y = layers.Conv2D(16, 3, padding="same")(y)
     x = layers.Add()([x, y])
     x = layers.GlobalAveragePooling2D()(x)
-    model = keras.Model(inputs, layers.Dense(5)(x))
+    model = keras.Model(inputs, layers.Dense(5, name="head")(x))
     return randomize_batchnorms(model)
 
 
@@ -40,7 +40,7 @@ class LoweringTest(TestCase):
         self.assertIn("per-channel affine", rows["preact_bn_affine"].reason)
         self.assertFalse([r for r in qmodel.quantization_report if r.status == "float"])
         # The first and last layers keep their 8 bits: affines do not count.
-        self.assertEqual(rows["dense"].weight_bits, 8)
+        self.assertEqual(rows["head"].weight_bits, 8)
         self.assertFloatTwin(qmodel, model, x, atol=1e-5, rtol=1e-5)
         ks.set_mode(qmodel, "hard")
         path = os.path.join(self.temp_dir(), "sep.tflite")

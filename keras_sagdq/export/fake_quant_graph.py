@@ -112,9 +112,14 @@ def _export_rescaling(layer, x):
     """
     if len(x.shape) != 4:
         return layer(x)
+    return _affine(x, layer.scale, layer.offset)
+
+
+def _affine(x, scale, offset):
+    """`x * scale + offset`, per channel, as one 1x1 depthwise convolution."""
     channels = int(x.shape[-1])
-    scale = np.broadcast_to(np.asarray(layer.scale, np.float32), (channels,))
-    offset = np.broadcast_to(np.asarray(layer.offset, np.float32), (channels,))
+    scale = np.broadcast_to(np.asarray(scale, np.float32), (channels,))
+    offset = np.broadcast_to(np.asarray(offset, np.float32), (channels,))
     steps = np.where(scale == 0, 1.0, np.abs(scale) / RESCALING_WEIGHT)
     integers = np.round(scale / steps).reshape(1, 1, channels, 1)
     kernel = _fake_quant_weights(
@@ -238,6 +243,26 @@ class FakeQuantGraph:
                 and all(i in self.nonnegative for i in step.input_ids)
             ):
                 self.nonnegative.update(step.outputs)
+        # Outputs of value-preserving ops (ReLU, pad, pooling, reshape) of a
+        # tensor on a quantizer's grid are on that grid: the file must keep
+        # its scale (XNNPACK takes these ops only without requantization).
+        producers = self.graph.producers()
+        self.inherited = {}  # tensor -> the quantizer whose grid it is on
+        for step in self.graph.steps:
+            layer = step.layer
+            if not step.input_ids or not (
+                isinstance(layer, SAME_GRID) or is_relu(layer)
+            ):
+                continue
+            source = step.input_ids[0]
+            producer = producers.get(source)
+            if producer is not None and isinstance(producer.layer, ActivationQuantizer):
+                quantizer = producer.layer
+            else:
+                quantizer = self.inherited.get(source)
+            if quantizer is not None:
+                self.inherited.update((i, quantizer) for i in step.outputs)
+        self.observed = [i for i in self.observed if i not in self.inherited]
         self.ranges = {}
 
     def __call__(self, images, observe=False):
@@ -245,6 +270,11 @@ class FakeQuantGraph:
         "fake-quantizing."""
 
         def store(i, value):
+            if i in self.inherited and not observe:
+                quantizer = self.inherited[i]
+                return _fake_quant(
+                    value, *self._container(*self.activation_ranges[id(quantizer)])
+                )
             if i not in self.observed:
                 return value
             if observe:
@@ -269,19 +299,31 @@ class FakeQuantGraph:
                 return layer.export_call(args[0], integers, steps, bias, quantize)
             if isinstance(layer, keras.layers.Rescaling):
                 return _export_rescaling(layer, args[0])
+            if is_relu(layer) and step.outputs[0] in self.inherited:
+                # XNNPACK takes no int8 RELU op of its own; fused into an
+                # identity 1x1 depthwise convolution it is a clamp, exact.
+                x = args[0]
+                return layer(_affine(x, 1.0, 0.0)) if len(x.shape) == 4 else layer(x)
             return layer(*args, **kwargs)
 
         inputs = {self.graph.inputs[0]: tf.convert_to_tensor(images)}
         values = tracing.replay(self.graph.steps, inputs, call=call, store=store)
         return values[self.graph.outputs[0]]
 
+    def _container(self, qmin, qmax, step):
+        """`(low, high)` of the int8 tensor that holds a quantizer's grid."""
+        low, high = qmin * step, qmax * step
+        if self.activation_grid == "range" or qmax - qmin == 255:
+            return low, high
+        # The model's step, and the grid's top as the largest int8 value, so
+        # int8 saturation clips there (zero point 127 - qmax).
+        return high - 255 * step, high
+
     def _quantize_activation(self, x, qmin, qmax, step, nonnegative=False):
         low, high = qmin * step, qmax * step
         if self.activation_grid == "range" or qmax - qmin == 255:
             return _fake_quant(x, low, high)
-        # An int8 tensor with the model's step whose largest value is the
-        # grid's top, so int8 saturation clips there (zero point 127 - qmax).
-        int8_low = high - 255 * step
+        int8_low, _ = self._container(qmin, qmax, step)
         if qmin == 0:
             # A ReLU clips the bottom (fused into the producing op).
             return _fake_quant(x if nonnegative else tf.nn.relu(x), int8_low, high)

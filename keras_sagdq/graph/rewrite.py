@@ -77,11 +77,15 @@ def quantize_model(model, config=None, calibration_data=None):
     graph, notes = lowering.lower(tracing.trace(model), set(), config.skip_layers)
     if config.fold_batchnorm:
         first = _Plan(graph, config, notes)
+        producers = graph.producers()
+        # Not after a layer kept float (skipped, shared, unsupported): the
+        # user keeps that part float.
         unfoldable = {
             id(step)
             for step in graph.steps
             if isinstance(step.layer, keras.layers.BatchNormalization)
             and id(step) in first.float_reason
+            and id(producers.get(step.input_ids[0])) not in first.float_reason
         }
         graph, more = lowering.lower(graph, unfoldable, config.skip_layers)
         notes.update(more)
@@ -174,6 +178,7 @@ class _Plan:
         self.position = self._positions(consumers)
         # Bits of each quantized tensor: the most any quantized consumer needs.
         self.tensor_bits = {}
+        self.inherited = {}  # tensor -> bits of the grid it is on already
         for key, step in self.quantized.items():
             if key in self.affine:
                 bits = 8
@@ -182,9 +187,52 @@ class _Plan:
             if bits is not None:
                 i = step.input_ids[0]
                 self.tensor_bits[i] = max(bits, self.tensor_bits.get(i, 0))
+        self._move_grids_before_same_grid_ops(consumers)
         if config.int8_tensors:
             for i in self._int8_tensors(producers, consumers):
                 self.tensor_bits[i] = 8
+        self._inherit_grids(producers)
+
+    def _move_grids_before_same_grid_ops(self, consumers):
+        """Quantize before a pad, pooling or reshape that is its input's only reader.
+
+        TFLite's int8 MAX_POOL_2D, PAD and RESHAPE keep their input's scale
+        (XNNPACK takes nothing else); a grid of their own on the output is a
+        requantization the delegate leaves to TFLite's kernels.
+        """
+        for step in reversed(self.graph.steps):
+            if not isinstance(step.layer, SAME_GRID) or len(step.outputs) != 1:
+                continue
+            (source,), (target,) = step.input_ids[:1], step.outputs
+            if (
+                target in self.tensor_bits
+                and len(consumers.get(source, [])) == 1
+                and source not in self.graph.outputs
+                and source not in self.graph.inputs
+            ):
+                bits = self.tensor_bits.pop(target)
+                self.tensor_bits[source] = max(bits, self.tensor_bits.get(source, 0))
+
+    def _inherit_grids(self, producers):
+        """Drop grids that a value-preserving op's output would repeat.
+
+        A ReLU, pad, pooling or reshape of a tensor on a b-bit grid is on
+        that grid already (a ReLU that the op before cannot fuse, because its
+        input has other readers, clamps at the grid's zero). A second
+        quantizer of b bits would only requantize (XNNPACK leaves a RELU or
+        MAX_POOL_2D with two scales to TFLite's kernels).
+        """
+        for step in self.graph.steps:
+            layer = step.layer
+            if len(step.outputs) != 1 or not step.input_ids:
+                continue
+            if not (isinstance(layer, SAME_GRID) or is_relu(layer)):
+                continue
+            (source,), (target,) = step.input_ids[:1], step.outputs
+            bits = self.tensor_bits.get(source, self.inherited.get(source))
+            if bits is not None and self.tensor_bits.get(target) == bits:
+                del self.tensor_bits[target]
+                self.inherited[target] = bits
 
     def _int8_tensors(self, producers, consumers):
         """Tensors an integer runtime holds that no quantizer covers yet.
