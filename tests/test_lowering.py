@@ -57,3 +57,17 @@ class LoweringTest(TestCase):
         rows = {row.name: row for row in qmodel.quantization_report}
         self.assertEqual(rows["sep"].status, "float")
         self.assertEqual(rows["preact_bn"].status, "float")
+
+    def test_grouped_convolutions(self):
+        inputs = keras.Input((8, 8, 4))
+        x = layers.Conv2D(4, 3, padding="same")(inputs)
+        x = layers.Conv2D(8, 3, padding="same", groups=4, name="per_channel")(x)
+        x = layers.Conv2D(8, 3, padding="same", groups=2, name="two_groups")(x)
+        model = keras.Model(inputs, layers.Dense(3)(layers.GlobalAveragePooling2D()(x)))
+        x = np.random.default_rng(0).uniform(0, 1, (8, 8, 8, 4)).astype("float32")
+        qmodel = ks.quantize_model(model, ks.QuantConfig(4, 4), calibration_data=x)
+        rows = {row.name: row for row in qmodel.quantization_report}
+        self.assertEqual(rows["per_channel_depthwise"].layer_type, "DepthwiseConv2D")
+        self.assertEqual(rows["per_channel_depthwise"].status, "quantized")
+        self.assertIn("groups=2", rows["two_groups"].reason)
+        self.assertFloatTwin(qmodel, model, x, atol=1e-5, rtol=1e-5)

@@ -29,6 +29,7 @@ import tensorflow as tf
 from keras_sagdq.graph import tracing
 from keras_sagdq.graph.rewrite import SAME_GRID
 from keras_sagdq.graph.rewrite import is_relu
+from keras_sagdq.graph.rewrite import is_softmax
 from keras_sagdq.integer_alignment import RESCALING_WEIGHT
 from keras_sagdq.layers import ActivationQuantizer
 from keras_sagdq.layers import WeightQuantization
@@ -263,7 +264,15 @@ class FakeQuantGraph:
             if quantizer is not None:
                 self.inherited.update((i, quantizer) for i in step.outputs)
         self.observed = [i for i in self.observed if i not in self.inherited]
-        self.ranges = {}
+        # TFLite's int8 softmax writes probabilities in steps of 1/256 from
+        # 0: a range observed on a few images would clip larger ones.
+        self.ranges = {
+            i: (0.0, 255.0 / 256.0)
+            for step in self.graph.steps
+            if is_softmax(step.layer)
+            for i in step.outputs
+        }
+        self.fixed = set(self.ranges)
 
     def __call__(self, images, observe=False):
         """Run the graph; with `observe`, widen the observed ranges instead of "
@@ -277,7 +286,7 @@ class FakeQuantGraph:
                 )
             if i not in self.observed:
                 return value
-            if observe:
+            if observe and i not in self.fixed:
                 low, high = float(tf.reduce_min(value)), float(tf.reduce_max(value))
                 old = self.ranges.get(i, (low, high))
                 self.ranges[i] = (min(old[0], low), max(old[1], high))

@@ -86,7 +86,8 @@ def export_tflite(
         ValueError: without representative data, for a model that is not
             quantized or not calibrated, or weights that do not fit int8.
         ImportError: if TensorFlow is not installed.
-        RuntimeError: if the child process that converts fails or runs past
+        RuntimeError: if the converter rejects the graph (naming its error),
+            if the child process that converts fails or runs past
             `conversion_timeout`, or if the written file agrees with `qmodel`
             on fewer than `min_top1_agreement` of the images (the file is
             left in place for inspection).
@@ -168,7 +169,17 @@ def export_tflite(
         converter.inference_output_type = tf.int8
     if low_bit_weights:
         private_api.pack_low_bit_weights(converter)
-    data = converter.convert()
+    try:
+        data = converter.convert()
+    except Exception as error:  # the converter raises its own error types
+        message = str(error).strip().splitlines()
+        raise RuntimeError(
+            f"TFLite's converter rejected the quantized graph of {qmodel.name!r}: "
+            f"{' '.join(m.strip() for m in message[-3:])[:800]} (see the "
+            "quantization report for layers kept float; 'same scale constraint' "
+            "means an op whose output must keep its input's grid, such as an "
+            "average pooling, got a grid of its own)"
+        ) from error
     directory = os.path.dirname(path)
     if directory:
         os.makedirs(directory, exist_ok=True)

@@ -1,5 +1,6 @@
 """Layers the rewrite quantizes as the plain layers an int8 file computes them with.
 
+- `Conv2D(groups=channels)` is a depthwise convolution.
 - `SeparableConv2D` is a depthwise convolution followed by a 1x1 convolution:
   TFLite runs it as DEPTHWISE_CONV_2D then CONV_2D with an int8 tensor
   between them. Split into the two Keras layers, each is quantized like any
@@ -25,6 +26,7 @@ from keras_sagdq.graph import tracing
 # Report notes, by the id of the layer a lowering made.
 SEPARABLE_NOTE = "half of SeparableConv2D {name!r}"
 AFFINE_NOTE = "BatchNormalization {name!r} as a per-channel affine (8-bit)"
+GROUPED_NOTE = "Conv2D {name!r} with one group per channel, as DepthwiseConv2D"
 
 
 def lower(graph, unfoldable, skip_layers=()):
@@ -47,7 +49,11 @@ def lower(graph, unfoldable, skip_layers=()):
     for step in graph.steps:
         layer = step.layer
         plain = calls[id(layer)] == 1 and layer.name not in skip_layers
-        if plain and _is_separable(layer):
+        if plain and _is_grouped_depthwise(layer):
+            new = _grouped_as_depthwise(step)
+            notes[id(new.layer)] = GROUPED_NOTE.format(name=layer.name)
+            steps.append(new)
+        elif plain and _is_separable(layer):
             new = _split_separable(step, counter)
             notes.update(
                 (id(s.layer), SEPARABLE_NOTE.format(name=layer.name)) for s in new
@@ -67,6 +73,43 @@ def _max_id(graph):
     for step in graph.steps:
         ids += step.input_ids + list(step.outputs)
     return max(ids)
+
+
+def _is_grouped_depthwise(layer):
+    # ConvNeXt writes its depthwise convolutions as Conv2D(groups=channels).
+    if type(layer) is not keras.layers.Conv2D or layer.groups == 1:
+        return False
+    channels = int(layer.input.shape[-1])
+    return (
+        layer.data_format == "channels_last"
+        and layer.groups == channels
+        and layer.filters % channels == 0
+    )
+
+
+def _grouped_as_depthwise(step):
+    layer = step.layer
+    channels = int(layer.input.shape[-1])
+    multiplier = layer.filters // channels
+    depthwise = keras.layers.DepthwiseConv2D(
+        layer.kernel_size,
+        strides=layer.strides,
+        padding=layer.padding,
+        depth_multiplier=multiplier,
+        dilation_rate=layer.dilation_rate,
+        use_bias=layer.use_bias,
+        activation=layer.activation,
+        name=f"{layer.name}_depthwise",
+    )
+    depthwise.build(layer.input.shape)
+    # Group c's outputs are channels c * m .. c * m + m - 1, as the
+    # depthwise layer orders (input channel, multiplier) pairs.
+    kernel = ops.convert_to_numpy(layer.kernel)
+    weights = [kernel.reshape(*kernel.shape[:2], channels, multiplier)]
+    if layer.use_bias:
+        weights.append(ops.convert_to_numpy(layer.bias))
+    depthwise.set_weights(weights)
+    return tracing.Step(depthwise, step.args, step.kwargs, list(step.outputs))
 
 
 def _is_separable(layer):

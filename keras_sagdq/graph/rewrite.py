@@ -142,6 +142,11 @@ class _Plan:
             weights = getattr(layer, "weights", None)
             if weights and layer_calls[id(layer)] > 1:
                 self.float_reason[id(step)] = "shared layer (called more than once)"
+            elif getattr(layer, "groups", 1) != 1:
+                self.float_reason[id(step)] = (
+                    f"grouped convolution (groups={layer.groups}) other than one "
+                    "group per channel"
+                )
             elif quantized_class_for(layer) is not None:
                 if layer.name in config.skip_layers:
                     self.float_reason[id(step)] = "listed in skip_layers"
@@ -251,7 +256,7 @@ class _Plan:
         for step in self.graph.steps:
             if (
                 isinstance(step.layer, SAME_GRID)
-                or _is_softmax(step.layer)
+                or is_softmax(step.layer)
                 or self._output_activation(step) in activations.FIXED_GRIDS
             ):
                 continue
@@ -540,7 +545,8 @@ def is_relu(layer):
     return False
 
 
-def _is_softmax(layer):
+def is_softmax(layer):
+    """A softmax layer, or a layer whose activation is softmax."""
     if isinstance(layer, keras.layers.Softmax):
         return True
     return getattr(layer, "activation", None) is keras.activations.softmax
