@@ -14,6 +14,8 @@ import keras
 import numpy as np
 
 from keras_sagdq.graph import tracing
+from keras_sagdq.graph.activations import SAME_GRID
+from keras_sagdq.graph.activations import is_relu
 from keras_sagdq.layers import ActivationQuantizer
 from keras_sagdq.layers import WeightQuantization
 
@@ -52,6 +54,12 @@ def align_biases(qmodel):
 
     def input_step(step):
         producer = producers.get(step.input_ids[0])
+        # Max pooling, padding, reshapes and ReLUs keep their input's grid:
+        # the quantizer before them sets the unit.
+        while producer is not None and (
+            isinstance(producer.layer, SAME_GRID) or is_relu(producer.layer)
+        ):
+            producer = producers.get(producer.input_ids[0])
         if producer is None or not isinstance(producer.layer, ActivationQuantizer):
             return None
         quantizer = producer.layer

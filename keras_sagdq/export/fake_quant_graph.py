@@ -27,9 +27,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_sagdq.graph import tracing
-from keras_sagdq.graph.rewrite import SAME_GRID
-from keras_sagdq.graph.rewrite import is_relu
-from keras_sagdq.graph.rewrite import is_softmax
+from keras_sagdq.graph.activations import SAME_GRID
+from keras_sagdq.graph.activations import is_relu
+from keras_sagdq.graph.activations import is_softmax
 from keras_sagdq.integer_alignment import RESCALING_WEIGHT
 from keras_sagdq.layers import ActivationQuantizer
 from keras_sagdq.layers import WeightQuantization
@@ -97,6 +97,12 @@ def _exact_limit(step):
     return base
 
 
+def _as_4d(x):
+    if len(x.shape) == 2:
+        return tf.reshape(x, (-1, 1, 1, int(x.shape[-1])))
+    return x
+
+
 def _fake_quant(x, low, high):
     return tf.quantization.fake_quant_with_min_max_vars(
         x, float(min(low, 0.0)), float(max(high, 0.0)), num_bits=8
@@ -111,6 +117,10 @@ def _export_rescaling(layer, x):
     model has one. A depthwise convolution with the scale as its (exact,
     +-127) weight and the offset as its bias rounds once.
     """
+    if len(x.shape) == 2:
+        channels = int(x.shape[-1])
+        y = _affine(tf.reshape(x, (-1, 1, 1, channels)), layer.scale, layer.offset)
+        return tf.reshape(y, (-1, channels))
     if len(x.shape) != 4:
         return layer(x)
     return _affine(x, layer.scale, layer.offset)
@@ -173,6 +183,7 @@ class FakeQuantGraph:
             )
         self.activation_grid = activation_grid
         self.graph = tracing.trace(qmodel)
+        self.output_shape = tuple(qmodel.outputs[0].shape)
         if len(self.graph.inputs) != 1 or len(self.graph.outputs) != 1:
             raise ValueError(
                 "Export needs a model with one input and one output. Received: "
@@ -315,9 +326,23 @@ class FakeQuantGraph:
                 return layer(_affine(x, 1.0, 0.0)) if len(x.shape) == 4 else layer(x)
             return layer(*args, **kwargs)
 
+        def call_4d(step, args, kwargs):
+            # Feature vectors travel as (N, 1, 1, C): the converter drops the
+            # grid of a tensor between two reshapes that cancel (a Dense's
+            # output before a BatchNorm in a classifier head), so no 2-D
+            # tensor ever sits between two 1x1 convolutions.
+            outputs = call(step, args, kwargs)
+            if isinstance(outputs, (list, tuple)):
+                return [_as_4d(y) for y in outputs]
+            return _as_4d(outputs)
+
         inputs = {self.graph.inputs[0]: tf.convert_to_tensor(images)}
-        values = tracing.replay(self.graph.steps, inputs, call=call, store=store)
-        return values[self.graph.outputs[0]]
+        values = tracing.replay(self.graph.steps, inputs, call=call_4d, store=store)
+        outputs = values[self.graph.outputs[0]]
+        shape = self.output_shape
+        if len(outputs.shape) != len(shape):
+            outputs = tf.reshape(outputs, (-1, *shape[1:]))
+        return outputs
 
     def _container(self, qmin, qmax, step):
         """`(low, high)` of the int8 tensor that holds a quantizer's grid."""

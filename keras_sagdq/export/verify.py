@@ -323,8 +323,10 @@ def first_divergence(path, qmodel, images, tolerance_steps=1.0):
                 if got is None or len(got) != len(images):
                     continue
                 got = np.concatenate(got) * scale
-                if got.shape != expected.shape:
+                if got.size != expected.size:
                     continue
+                # Feature vectors are (N, 1, 1, C) in the file.
+                got = got.reshape(expected.shape)
                 diff = np.abs(got - expected) / step
                 if best is None or diff.max() < best[0].max():
                     best = (diff, name)

@@ -117,3 +117,32 @@ def _named(tensor, name):
     # loaded model may already use.
     private_api.producing_layer(tensor).name = name
     return tensor
+
+
+# Layers whose output an integer runtime keeps on their input's grid.
+SAME_GRID = (
+    keras.layers.Reshape,
+    keras.layers.Flatten,
+    keras.layers.Dropout,
+    keras.layers.SpatialDropout2D,
+    keras.layers.MaxPooling2D,
+    keras.layers.GlobalMaxPooling2D,
+    keras.layers.ZeroPadding2D,
+    keras.layers.Identity,
+)
+
+
+def is_relu(layer):
+    """A layer an integer runtime fuses into the op before it as a clamp."""
+    if isinstance(layer, keras.layers.ReLU):
+        return not layer.negative_slope and not layer.threshold
+    if isinstance(layer, keras.layers.Activation):
+        return layer.activation in (keras.activations.relu, keras.activations.relu6)
+    return False
+
+
+def is_softmax(layer):
+    """A softmax layer, or a layer whose activation is softmax."""
+    if isinstance(layer, keras.layers.Softmax):
+        return True
+    return getattr(layer, "activation", None) is keras.activations.softmax

@@ -26,6 +26,7 @@ from keras_sagdq.graph import tracing
 # Report notes, by the id of the layer a lowering made.
 SEPARABLE_NOTE = "half of SeparableConv2D {name!r}"
 AFFINE_NOTE = "BatchNormalization {name!r} as a per-channel affine (8-bit)"
+RESCALING_NOTE = "BatchNormalization {name!r} as a Rescaling (one op in the file)"
 GROUPED_NOTE = "Conv2D {name!r} with one group per channel, as DepthwiseConv2D"
 
 
@@ -62,6 +63,10 @@ def lower(graph, unfoldable, skip_layers=()):
         elif plain and id(step) in unfoldable and _is_channel_bn(layer):
             new = _affine_step(step)
             notes[id(new.layer)] = AFFINE_NOTE.format(name=layer.name)
+            steps.append(new)
+        elif plain and id(step) in unfoldable and _is_feature_bn(layer):
+            new = _rescaling_step(step)
+            notes[id(new.layer)] = RESCALING_NOTE.format(name=layer.name)
             steps.append(new)
         else:
             steps.append(step)
@@ -163,8 +168,27 @@ def _split_separable(step, counter):
     ]
 
 
-def _affine_step(step):
+def _is_feature_bn(layer):
+    # A BatchNorm on features (Dense -> ReLU -> BatchNorm in a classifier head).
+    axis = layer.axis if isinstance(layer.axis, int) else layer.axis[0]
+    return (
+        type(layer) is keras.layers.BatchNormalization
+        and len(layer.input.shape) == 2
+        and axis in (-1, 1)
+    )
+
+
+def _rescaling_step(step):
     layer = step.layer
+    scale, offset = _bn_affine(layer)
+    rescaling = keras.layers.Rescaling(
+        [float(v) for v in scale], [float(v) for v in offset], name=layer.name
+    )
+    return tracing.Step(rescaling, step.args[:1], {}, list(step.outputs))
+
+
+def _bn_affine(layer):
+    """`(scale, offset)` of a BatchNorm in inference mode, per channel (float64)."""
     scale = ops.convert_to_numpy(layer.moving_variance) + layer.epsilon
     scale = 1.0 / np.sqrt(scale.astype(np.float64))
     if layer.gamma is not None:
@@ -172,9 +196,15 @@ def _affine_step(step):
     offset = -ops.convert_to_numpy(layer.moving_mean) * scale
     if layer.beta is not None:
         offset = offset + ops.convert_to_numpy(layer.beta)
+    return scale, offset
+
+
+def _affine_step(step):
+    layer = step.layer
+    scale, offset = _bn_affine(layer)
+    channels = scale.shape[0]
     affine = keras.layers.DepthwiseConv2D(1, use_bias=True, name=f"{layer.name}_affine")
     affine.build(layer.input.shape)
-    channels = scale.shape[0]
     affine.set_weights(
         [
             scale.reshape(1, 1, channels, 1).astype(np.float32),

@@ -21,6 +21,9 @@ from keras_sagdq.graph import activations
 from keras_sagdq.graph import bn_folding
 from keras_sagdq.graph import lowering
 from keras_sagdq.graph import tracing
+from keras_sagdq.graph.activations import SAME_GRID
+from keras_sagdq.graph.activations import is_relu
+from keras_sagdq.graph.activations import is_softmax
 from keras_sagdq.graph.report import LayerReport
 from keras_sagdq.graph.report import QuantizationReport
 from keras_sagdq.graph.report import sqnr_db
@@ -429,7 +432,10 @@ class _Builder:
             return self._activation(function, args[0], layer.name)
         elif id(layer) not in self.clones:
             self._row(
-                layer, "passthrough", name=layer.name, type_name=_type_name(layer)
+                layer,
+                "passthrough",
+                self.plan.notes.get(id(layer), ""),
+                type_name=_type_name(layer),
             )
         return self._clone(layer, args, kwargs)
 
@@ -521,35 +527,6 @@ class _Builder:
             weight_sqnr_db=sqnr_db(kernel, _hard_kernel(qlayer)),
         )
         return outputs
-
-
-# Layers whose output an integer runtime keeps on their input's grid.
-SAME_GRID = (
-    keras.layers.Reshape,
-    keras.layers.Flatten,
-    keras.layers.Dropout,
-    keras.layers.SpatialDropout2D,
-    keras.layers.MaxPooling2D,
-    keras.layers.GlobalMaxPooling2D,
-    keras.layers.ZeroPadding2D,
-    keras.layers.Identity,
-)
-
-
-def is_relu(layer):
-    """A layer an integer runtime fuses into the op before it as a clamp."""
-    if isinstance(layer, keras.layers.ReLU):
-        return not layer.negative_slope and not layer.threshold
-    if isinstance(layer, keras.layers.Activation):
-        return layer.activation in (keras.activations.relu, keras.activations.relu6)
-    return False
-
-
-def is_softmax(layer):
-    """A softmax layer, or a layer whose activation is softmax."""
-    if isinstance(layer, keras.layers.Softmax):
-        return True
-    return getattr(layer, "activation", None) is keras.activations.softmax
 
 
 def _normalization_affine(layer):

@@ -395,8 +395,11 @@ class QuantDense(WeightQuantization, keras.layers.Dense):
         fan_in, units = integers.shape
         kernel = quantize(integers[None, None], steps[None, None])
         outputs = ops.conv(ops.reshape(inputs, (-1, 1, 1, fan_in)), kernel, 1, "valid")
+        # Bias and activation before the reshape back, so the converter fuses
+        # them into the convolution and the output grid lands on its output.
+        outputs = self._export_finish(outputs, bias)
         leading = tuple(inputs.shape[1:-1])
-        return self._export_finish(ops.reshape(outputs, (-1, *leading, units)), bias)
+        return ops.reshape(outputs, (-1, *leading, units))
 
     def call(self, inputs, training=None):
         outputs = ops.matmul(inputs, self.quantized_kernel())
