@@ -521,3 +521,36 @@ class SignedGridTest(_FilesTest):
         agreement = ks.verify_tflite(path, qmodel, random_images(100, seed=1))
         self.assertEqual(agreement.top1_agreement, 1.0)
         self.assertLess(agreement.max_error_steps, 1.01)
+
+
+class PoolingHeadTest(_FilesTest):
+    def test_raw_pixel_vgg_with_a_batchnorm_head_is_exact(self):
+        # Raw [0, 255] pixels, max pooling before convolutions and before the
+        # Flatten, and a Dense -> ReLU -> BatchNorm -> Dropout head: the
+        # biases after a pooling need the quantizer before it as their unit.
+        inputs = keras.Input((12, 12, 1))
+        x = keras.layers.Rescaling(1 / 255.0)(inputs)
+        for width in (8, 16):
+            x = keras.layers.Conv2D(width, 3, padding="same")(x)
+            x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+            x = keras.layers.MaxPooling2D(2, name=f"pool{width}")(x)
+        x = keras.layers.Flatten()(x)
+        x = keras.layers.Dense(16, activation="relu")(x)
+        x = keras.layers.BatchNormalization(name="head_bn")(x)
+        x = keras.layers.Dropout(0.3)(x)
+        model = randomize_batchnorms(
+            keras.Model(inputs, keras.layers.Dense(4, name="logits")(x))
+        )
+        images = random_images(64, (12, 12, 1), seed=0, scale=255.0)
+        qmodel = ks.quantize_model(model, ks.QuantConfig(4, 4), calibration_data=images)
+        rows = {row.name: row for row in qmodel.quantization_report}
+        self.assertIn("as a Rescaling", rows["head_bn"].reason)
+        after_pool = ks.layers.weight_layers(qmodel)[1]
+        self.assertGreater(float(to_numpy(after_pool.input_step)), 0.0)
+        path = os.path.join(self.temp_dir(), "vgg.tflite")
+        ks.export_tflite(qmodel, path, representative_data=images)
+        test_images = random_images(64, (12, 12, 1), seed=1, scale=255.0)
+        agreement = ks.verify_tflite(path, qmodel, test_images)
+        self.assertLessEqual(agreement.max_error_steps, 1.0)
+        self.assertLess(agreement.mean_error_steps, 0.05)
+        self.assertEqual(agreement.partitions, 1)
