@@ -554,3 +554,21 @@ class PoolingHeadTest(_FilesTest):
         self.assertLessEqual(agreement.max_error_steps, 1.0)
         self.assertLess(agreement.mean_error_steps, 0.05)
         self.assertEqual(agreement.partitions, 1)
+
+    def test_negative_learned_steps_export_exactly(self):
+        # Reconstruction can carry a channel's step below zero (seen on the
+        # zoo's se_hardswish at W3A3); the file stores |step| and negated
+        # integers, and the bias unit is positive in both.
+        model = tiny_resnet()
+        images = random_images(32)
+        qmodel = ks.quantize_model(model, ks.QuantConfig(4, 4), calibration_data=images)
+        layer = weight_layers(qmodel)[1]
+        steps = to_numpy(layer.weight_step).copy()
+        steps[..., ::2] *= -1.0
+        layer.weight_step.assign(steps)
+        ks.calibrate_activations(qmodel, images)
+        path = os.path.join(self.temp_dir(), "negative.tflite")
+        ks.export_tflite(qmodel, path, representative_data=images)
+        agreement = ks.verify_tflite(path, qmodel, random_images(32, seed=1))
+        self.assertEqual(agreement.top1_agreement, 1.0)
+        self.assertLessEqual(agreement.max_error_steps, 1.0)

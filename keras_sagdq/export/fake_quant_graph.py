@@ -35,16 +35,30 @@ from keras_sagdq.layers import ActivationQuantizer
 from keras_sagdq.layers import WeightQuantization
 
 INT8_WEIGHT_LIMIT = 127
+# Layers whose output is non-negative when all their inputs are.
+_SIGN_PRESERVING = (
+    keras.layers.GlobalAveragePooling2D,
+    keras.layers.AveragePooling2D,
+    keras.layers.Multiply,
+    keras.layers.Add,
+    keras.layers.Concatenate,
+)
 
 
 def deployed_weights(layer):
     """`(integers, steps)` of a quantized layer: integers `q - zp`, per-channel steps.
+
+    A negative step is written as its absolute value with negated integers.
 
     Raises:
         ValueError: if an integer does not fit int8's `[-127, 127]`.
     """
     integers = layer.integer_kernel()
     steps = keras.ops.convert_to_numpy(layer.weight_step).astype(np.float32)
+    # Learning can carry a channel's step below zero; `s * (q - zp)` is the
+    # same weight as `|s| * -(q - zp)`, and a file's scales are positive.
+    sign = np.where(steps < 0, -1, 1)
+    integers, steps = integers * sign.astype(integers.dtype), np.abs(steps)
     if np.abs(integers).max() > INT8_WEIGHT_LIMIT:
         raise ValueError(
             f"Layer {layer.name!r} has weight integers outside [-127, 127] "
@@ -248,11 +262,20 @@ class FakeQuantGraph:
         # ReLU outputs, and what zero padding, pooling or reshaping makes of
         # them: their quantizers need no ReLU op of their own (one after a
         # PAD would not be fused, and XNNPACK does not take it).
+        # Also unsigned grids, and averages and products of what is
+        # non-negative: a ReLU added after a MEAN or MUL is an op of its own
+        # (not fused), with a tensor the file rounds and the model does not.
         self.nonnegative = set()
         for step in self.graph.steps:
-            if is_relu(step.layer) or (
-                isinstance(step.layer, SAME_GRID)
-                and all(i in self.nonnegative for i in step.input_ids)
+            layer = step.layer
+            keeps_sign = isinstance(layer, (*SAME_GRID, *_SIGN_PRESERVING))
+            unsigned_grid = (
+                isinstance(layer, ActivationQuantizer) and layer.integer_range[0] >= 0
+            )
+            if (
+                is_relu(layer)
+                or unsigned_grid
+                or (keeps_sign and all(i in self.nonnegative for i in step.input_ids))
             ):
                 self.nonnegative.update(step.outputs)
         # Outputs of value-preserving ops (ReLU, pad, pooling, reshape) of a

@@ -170,7 +170,8 @@ class WeightQuantization:
     def aligned_bias(self):
         """The bias in whole units of `input_step * weight_step` (an int8
         runtime's int32 bias), or the float bias while `input_step` is 0."""
-        unit = self.input_step * ops.reshape(self.weight_step, (-1,))
+        # A learned step may turn negative; the file's unit is positive.
+        unit = self.input_step * ops.abs(ops.reshape(self.weight_step, (-1,)))
         safe = ops.where(unit > 0, unit, ops.ones_like(unit))
         return ops.where(unit > 0, ops.round(self.bias / safe) * safe, self.bias)
 
