@@ -124,11 +124,18 @@ def table(rows):
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        if "error" in r:
+            error = r["error"][:160].replace("|", "/")
+            lines.append(
+                f"| {r['model']} | {r['bits']} | {error} ... | | | | | | | "
+                f"{r['commit']} |"
+            )
+            continue
         outside = ", ".join(r["ops_outside_delegate"]) or "-"
         lines.append(
             f"| {r['model']} | {r['bits']} | {100 * r['top1_agreement']:.2f} % | "
             f"{100 * r['top1_agreement_within_step']:.2f} % | "
-            f"{r['max_error_steps']:.0f} / {r['mean_error_steps']:.3f} | "
+            f"{r['max_error_steps']:.2f} / {r['mean_error_steps']:.3f} | "
             f"{r['max_logit_gap']:.3g} | {r['partitions']} ({outside}) | "
             f"{r['size_ratio']:.2f} | {r['latency_ratio']:.2f} | {r['commit']} |"
         )
