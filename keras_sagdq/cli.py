@@ -106,7 +106,14 @@ def run_command():
             file=sys.stderr,
         )
         return 130
-    except (UsageError, ValueError, TypeError, OSError, FloatingPointError) as error:
+    except (
+        UsageError,
+        ValueError,
+        TypeError,
+        OSError,
+        FloatingPointError,
+        RuntimeError,  # e.g. a written .tflite that does not compute the model
+    ) as error:
         message = " ".join(str(error).split())
         print(f"{_PROGRAM}: error: {message}", file=sys.stderr)
         return 1
