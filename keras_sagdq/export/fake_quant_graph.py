@@ -131,10 +131,7 @@ def _export_rescaling(layer, x):
     model has one. A depthwise convolution with the scale as its (exact,
     +-127) weight and the offset as its bias rounds once.
     """
-    if len(x.shape) == 2:
-        channels = int(x.shape[-1])
-        y = _affine(tf.reshape(x, (-1, 1, 1, channels)), layer.scale, layer.offset)
-        return tf.reshape(y, (-1, channels))
+    # Feature vectors arrive as (N, 1, 1, C) (`FakeQuantGraph.__call__`).
     if len(x.shape) != 4:
         return layer(x)
     return _affine(x, layer.scale, layer.offset)

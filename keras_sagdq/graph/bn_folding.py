@@ -32,18 +32,29 @@ def fold_batchnorm(layer, batchnorm):
         else np.zeros(out_channels)
     )
     mean = ops.convert_to_numpy(batchnorm.moving_mean).astype(np.float64)
-    var = ops.convert_to_numpy(batchnorm.moving_variance).astype(np.float64)
     if mean.shape != (out_channels,):
         raise ValueError(
             f"Cannot fold {batchnorm.name!r} into {layer.name!r}: it normalizes "
             f"{mean.shape} channels, the layer has {out_channels} outputs."
         )
-    gamma = _value_or(batchnorm.gamma, np.ones(out_channels))
-    beta = _value_or(batchnorm.beta, np.zeros(out_channels))
-    scale = gamma / np.sqrt(var + batchnorm.epsilon)
+    scale, offset = batchnorm_affine(batchnorm)
     kernel = kernel * scale.reshape(channel_shape)
-    bias = (bias - mean) * scale + beta
+    bias = bias * scale + offset
     return kernel.astype(np.float32), bias.astype(np.float32)
+
+
+def batchnorm_affine(batchnorm):
+    """`(scale, offset)` per channel (float64): the BatchNorm in inference mode.
+
+    `BN(x) = x * scale + offset`, `scale = gamma / sqrt(var + eps)`,
+    `offset = beta - mean * scale`.
+    """
+    mean = ops.convert_to_numpy(batchnorm.moving_mean).astype(np.float64)
+    var = ops.convert_to_numpy(batchnorm.moving_variance).astype(np.float64)
+    gamma = _value_or(batchnorm.gamma, np.ones_like(mean))
+    beta = _value_or(batchnorm.beta, np.zeros_like(mean))
+    scale = gamma / np.sqrt(var + batchnorm.epsilon)
+    return scale, beta - mean * scale
 
 
 def _value_or(variable, default):

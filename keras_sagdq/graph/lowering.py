@@ -21,6 +21,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_sagdq.graph import bn_folding
 from keras_sagdq.graph import tracing
 
 # Report notes, by the id of the layer a lowering made.
@@ -126,13 +127,16 @@ def _is_separable(layer):
 
 
 def _is_channel_bn(layer):
+    return _last_axis_bn_rank(layer) == 4
+
+
+def _last_axis_bn_rank(layer):
+    """The input rank of a BatchNorm over the last axis, else None."""
+    if type(layer) is not keras.layers.BatchNormalization:
+        return None
     axis = layer.axis if isinstance(layer.axis, int) else layer.axis[0]
     rank = len(layer.input.shape)
-    return (
-        type(layer) is keras.layers.BatchNormalization
-        and rank == 4
-        and axis in (-1, rank - 1)
-    )
+    return rank if axis in (-1, rank - 1) else None
 
 
 def _split_separable(step, counter):
@@ -170,38 +174,21 @@ def _split_separable(step, counter):
 
 def _is_feature_bn(layer):
     # A BatchNorm on features (Dense -> ReLU -> BatchNorm in a classifier head).
-    axis = layer.axis if isinstance(layer.axis, int) else layer.axis[0]
-    return (
-        type(layer) is keras.layers.BatchNormalization
-        and len(layer.input.shape) == 2
-        and axis in (-1, 1)
-    )
+    return _last_axis_bn_rank(layer) == 2
 
 
 def _rescaling_step(step):
     layer = step.layer
-    scale, offset = _bn_affine(layer)
+    scale, offset = bn_folding.batchnorm_affine(layer)
     rescaling = keras.layers.Rescaling(
         [float(v) for v in scale], [float(v) for v in offset], name=layer.name
     )
     return tracing.Step(rescaling, step.args[:1], {}, list(step.outputs))
 
 
-def _bn_affine(layer):
-    """`(scale, offset)` of a BatchNorm in inference mode, per channel (float64)."""
-    scale = ops.convert_to_numpy(layer.moving_variance) + layer.epsilon
-    scale = 1.0 / np.sqrt(scale.astype(np.float64))
-    if layer.gamma is not None:
-        scale = scale * ops.convert_to_numpy(layer.gamma)
-    offset = -ops.convert_to_numpy(layer.moving_mean) * scale
-    if layer.beta is not None:
-        offset = offset + ops.convert_to_numpy(layer.beta)
-    return scale, offset
-
-
 def _affine_step(step):
     layer = step.layer
-    scale, offset = _bn_affine(layer)
+    scale, offset = bn_folding.batchnorm_affine(layer)
     channels = scale.shape[0]
     affine = keras.layers.DepthwiseConv2D(1, use_bias=True, name=f"{layer.name}_affine")
     affine.build(layer.input.shape)
