@@ -70,6 +70,14 @@ class InferInputSpaceTest(TestCase):
         ("raw_pixels", lambda: [layers.Rescaling(1 / 255.0)], 76.5, 89.0),
         ("standardized", None, 0.0, 1.0),
         ("signed", None, -0.4, 0.7),
+        # MobileNet's convention: the offset makes the first BatchNorm's input
+        # large against a tiny test image's response (float32 rounding).
+        (
+            "centered_raw_pixels",
+            lambda: [layers.Rescaling(1 / 127.5, offset=-1.0)],
+            73.0,
+            90.0,
+        ),
     )
 
     def test_affine_estimate_finds_the_mean(self):

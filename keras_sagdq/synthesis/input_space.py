@@ -31,6 +31,10 @@ from keras_sagdq.layers import ActivationQuantizer
 from keras_sagdq.synthesis.generator import build_generator
 
 _AFFINE_RTOL = 1e-3
+# float32 rounding of the tap values themselves: an offset before the first
+# convolution (Rescaling(1/127.5, -1)) makes a tiny test image's response
+# small against values near 1, and their rounding is not a nonlinearity.
+_FLOAT32_FLOOR = 1e-5
 
 
 @dataclasses.dataclass
@@ -168,7 +172,12 @@ def affine_estimate(probe, seed=0):
         affine = True
         for i in range(len(scales)):
             plus, twice, minus = tap[1 + channels + 3 * i : 4 + channels + 3 * i]
-            tolerance = _AFFINE_RTOL * (np.abs(plus - zero).max() + 1e-12)
+            change = np.abs(plus - zero).max()
+            tolerance = (
+                _AFFINE_RTOL * change
+                + _FLOAT32_FLOOR * (np.abs(zero).max() + change)
+                + 1e-12
+            )
             affine &= bool(
                 np.abs(twice - zero - 2 * (plus - zero)).max() <= 2 * tolerance
                 and np.abs(minus - zero + (plus - zero)).max() <= tolerance
