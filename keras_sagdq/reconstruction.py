@@ -284,6 +284,11 @@ def _digest(arrays):
     return digest.hexdigest()[:16]
 
 
+# The smallest a learned weight step may get, relative to its value when the
+# block's reconstruction starts.
+_STEP_FLOOR = 0.01
+
+
 class BlockTrainer(keras.Model):
     """Trains one block's quantizer parameters with three Adam optimizers.
 
@@ -312,6 +317,16 @@ class BlockTrainer(keras.Model):
         for optimizer, group in zip(self._optimizers, self._groups):
             if group:
                 optimizer.build(group)
+        # Adam moves a step by about its rate per update whatever the step's
+        # size, so a channel of tiny weights could see its step cross zero
+        # and its weights change sign. Each step keeps at least a fraction
+        # of its starting value.
+        self._step_floors = [
+            keras.Variable(
+                _STEP_FLOOR * ops.abs(step.value), trainable=False, name="step_floor"
+            )
+            for step in self._groups[0]
+        ]
         self._iteration = keras.Variable(0.0, trainable=False, name="iteration")
         self._seed_generator = keras.random.SeedGenerator(seed)
         self.compile(jit_compile=False)
@@ -391,6 +406,8 @@ class BlockTrainer(keras.Model):
             return parts["reconstruction"] + parts["rounding"]
 
         loss = backend.minimize_step(loss_fn, self._optimizers, self._groups)
+        for step, floor in zip(self._groups[0], self._step_floors):
+            step.assign(ops.maximum(step.value, floor.value))
         self._iteration.assign_add(1.0)
         return {"loss": loss, **parts, "beta": beta}
 

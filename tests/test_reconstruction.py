@@ -63,6 +63,27 @@ class BlockTrainerTest(TestCase):
         self.assertLess(abs(error() - after), 0.1 * after + 1e-6)
 
 
+    def test_weight_steps_stay_positive(self):
+        model = tiny_resnet()
+        x = random_images(32)
+        qmodel = ks.quantize_model(model, ks.QuantConfig(4, 8))
+        ks.calibrate_activations(qmodel, x)
+        _, blocks = find_blocks(qmodel)
+        block = blocks[1]
+        _set_block_mode(block, "soft", 0.0)
+        inputs = to_numpy(blocks[0](x))
+        # Steps near 0.01-0.1 and an Adam rate of 0.5 per update: without
+        # the floor, every step is pushed through zero within a few updates.
+        target = np.zeros_like(to_numpy(block(inputs)))
+        starts = [to_numpy(layer.weight_step) for layer in block.weight_layers]
+        config = ReconstructionConfig(steps=20, batch_size=8, weight_step_lr=0.5)
+        BlockTrainer(block, config, seed=0).run(inputs, inputs, target, verbose=0)
+        for layer, start in zip(block.weight_layers, starts):
+            step = to_numpy(layer.weight_step)
+            self.assertTrue(np.all(step >= 0.01 * start * (1 - 1e-6)), layer.name)
+            self.assertFalse(np.allclose(step, start), layer.name)
+
+
 class BatchIndicesTest(TestCase):
     def test_shape_distinct_within_a_batch_and_seeded(self):
         config = ReconstructionConfig(steps=50, batch_size=8)
