@@ -62,7 +62,6 @@ class BlockTrainerTest(TestCase):
         _set_block_mode(block, "soft", 0.0)
         self.assertLess(abs(error() - after), 0.1 * after + 1e-6)
 
-
     def test_weight_steps_stay_positive(self):
         model = tiny_resnet()
         x = random_images(32)
