@@ -48,6 +48,16 @@ def producing_layer(tensor):
     return tensor._keras_history.operation
 
 
+def call_inputs(tensor):
+    """The symbolic inputs of the call that produced `tensor` (none for an input).
+
+    Why: walking a Functional graph back from one tensor needs the call
+    (node) that made it; Keras keeps that link only in `_keras_history`.
+    """
+    operation, node_index, _ = tensor._keras_history
+    return list(operation._inbound_nodes[node_index].input_tensors)
+
+
 def tflite_ops(interpreter):
     """The ops of a loaded TFLite model: dicts with `op_name`, `inputs`, `outputs`.
 

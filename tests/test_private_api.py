@@ -37,6 +37,16 @@ class PrivateApiTest(TestCase):
         model = _model()
         self.assertEqual(private_api.producing_layer(model.outputs[0]).name, "add")
 
+    def test_call_inputs(self):
+        inputs = keras.Input((3,))
+        a = keras.layers.Dense(2)(inputs)
+        b = keras.layers.Dense(2)(inputs)
+        total = keras.layers.Add()([a, b])
+        self.assertEqual(
+            [id(t) for t in private_api.call_inputs(total)], [id(a), id(b)]
+        )
+        self.assertEqual(private_api.call_inputs(inputs), [])
+
     def test_single_replica_all_reduce_is_skipped(self):
         if keras.backend.backend() != "tensorflow":
             self.skipTest("Keras' TensorFlow optimizer only")

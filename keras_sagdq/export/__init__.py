@@ -1,6 +1,7 @@
 """TFLite integer export and its verification."""
 
 from keras_sagdq.export.tflite import export_tflite
+from keras_sagdq.export.verify import Divergence
 from keras_sagdq.export.verify import TFLiteAgreement
 from keras_sagdq.export.verify import delegate_partitions
 from keras_sagdq.export.verify import first_divergence

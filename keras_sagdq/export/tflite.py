@@ -201,14 +201,27 @@ def check_agreement(path, qmodel, images, min_top1_agreement):
     if agreement.top1_agreement_within_step >= min_top1_agreement:
         return path
     where = first_divergence(path, qmodel, images[:8])
+    if where is None:
+        cause = (
+            "no activation grid of the model differs by more than a step. The "
+            "file is kept for inspection; please report the model's layers."
+        )
+    elif where.local:
+        cause = (
+            f"{where}. The file is kept for inspection; please report the "
+            "model's layers."
+        )
+    else:
+        cause = (
+            f"{where}. Skip this check to keep the file if outputs this close "
+            "serve you."
+        )
     raise RuntimeError(
         f"The written file {path!r} does not compute the Keras model "
         f"{qmodel.name!r}: it agrees on the class of "
         f"{100 * agreement.top1_agreement:.1f} % of {agreement.num_images} "
         f"representative images (output error up to "
-        f"{agreement.max_error_steps:.0f} steps). First difference: "
-        f"{where or 'no activation grid of the model differs by more than a step'}. "
-        "The file is kept for inspection; please report the model's layers. "
+        f"{agreement.max_error_steps:.0f} steps). First difference: {cause} "
         f"Received: min_top1_agreement={min_top1_agreement!r} (None skips this check)"
     )
 

@@ -248,13 +248,40 @@ def verify_tflite(path, qmodel, images):
     )
 
 
+@dataclasses.dataclass
+class Divergence:
+    """Where a file parts from its Keras model (`first_divergence`).
+
+    Attributes:
+        sentence: what differs, where, by how much; also the `str`.
+        local: True when the file computes a grid differently from the same
+            inputs (an export fault); False when every op agrees and only
+            rounding near ties, amplified by the network, separates them.
+    """
+
+    sentence: str
+    local: bool
+
+    def __str__(self):
+        return self.sentence
+
+
 def first_divergence(path, qmodel, images, tolerance_steps=1.0):
-    """The first activation grid where the file and the Keras model part.
+    """Where the file and the Keras model part, and whether an op is to blame.
 
     Each `ActivationQuantizer` of `qmodel` is matched with the file's int8
     tensor of the same shape and scale that is closest to it on `images`
-    (every tensor kept, the delegate run op by op); the first, in
-    graph order, that differs by more is returned.
+    (every tensor kept, the delegate run op by op). Two checks follow, in
+    graph order:
+
+    1. Locally: each grid is recomputed by the Keras model from the file's
+       own values of the grids just before it. A grid that differs then is
+       computed differently by the file: that is a fault of the export.
+    2. End to end: the first grid where the Keras model's own values and
+       the file's differ. When no grid fails the local check, a difference
+       here is one-step rounding near ties (each runtime rounds a few
+       values the other way) that the network amplifies, not an op
+       computed differently.
 
     Args:
         path: a file written by `export_tflite` from `qmodel`.
@@ -264,21 +291,92 @@ def first_divergence(path, qmodel, images, tolerance_steps=1.0):
             of a tensor's values, are agreement.
 
     Returns:
-        None if every matched grid agrees, else a sentence naming the
-        quantizer, the layer before it, the file's tensor, the share of
-        values that differ and by how many steps at most. Quantizers with
-        no tensor of their scale in the file are listed at its end.
+        None if every matched grid agrees end to end, else a `Divergence`
+        whose sentence names the grid, the layer before it, the file's
+        tensor, the share of values that differ and by how many steps at
+        most, and which of the two checks failed. Quantizers with no tensor
+        of their scale in the file are listed at its end.
 
     Example:
 
     >>> print(first_divergence("model.tflite", qmodel, images[:8]))
     None
     """
-    from ai_edge_litert.interpreter import Interpreter
-
     from keras_sagdq.layers import activation_quantizers
 
     images = np.asarray(images, np.float32)
+    quantizers = activation_quantizers(qmodel)
+    probe = keras.Model(qmodel.input, [q.output for q in quantizers])
+    reference = [keras.ops.convert_to_numpy(v) for v in probe(images)]
+    matched, unmatched = _match_grids(path, quantizers, reference, images)
+
+    def beyond(diff):
+        # Off by one step on a few values is kernel rounding near ties.
+        return diff.max() > tolerance_steps + 0.5 or np.mean(diff > 0.5) > 0.01
+
+    def describe(quantizer, name, diff):
+        source = private_api.producing_layer(quantizer.input)
+        return (
+            f"{quantizer.name!r} (the grid after {source.name!r}) differs from the "
+            f"file's tensor {name!r} on {100 * np.mean(diff > 0.5):.1f} % of "
+            f"values, by up to {diff.max():.0f} steps"
+        )
+
+    for quantizer in quantizers:
+        if quantizer.name not in matched:
+            continue
+        before = _grids_before(quantizer, matched)
+        if not before:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            local = keras.Model([q.output for q in before], quantizer.output)
+        expected = keras.ops.convert_to_numpy(
+            local([matched[q.name][0] for q in before])
+        )
+        got, name = matched[quantizer.name]
+        diff = np.abs(got - expected) / _step(quantizer)
+        if beyond(diff):
+            sentence = (
+                f"{describe(quantizer, name, diff)} when the Keras model computes it "
+                "from the file's own values of the grids before it ("
+                f"{', '.join(repr(q.name) for q in before)}): the file computes "
+                "this part of the model differently"
+            )
+            return Divergence(sentence, local=True)
+    for quantizer, expected in zip(quantizers, reference):
+        if quantizer.name not in matched:
+            continue
+        got, name = matched[quantizer.name]
+        diff = np.abs(got - expected) / _step(quantizer)
+        if beyond(diff):
+            sentence = describe(quantizer, name, diff) + (
+                "; yet every grid agrees when computed from the file's own values "
+                "of the grids before it, so this is rounding near ties (one step "
+                "on a few values) that the network amplifies, not an op the file "
+                "computes differently"
+            )
+            if unmatched:
+                sentence += (
+                    "; grids with no int8 tensor of their step in the file: "
+                    f"{', '.join(unmatched)}"
+                )
+            return Divergence(sentence, local=False)
+    return None
+
+
+def _step(quantizer):
+    return np.float32(keras.ops.convert_to_numpy(quantizer.step))
+
+
+def _match_grids(path, quantizers, reference, images):
+    """`({quantizer name: (file values, tensor name)}, [unmatched names])`.
+
+    Each quantizer gets the file's int8 tensor of its step and size whose
+    values are closest to the Keras model's on `images`.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
     # Every tensor kept: the delegate then runs op by op, with the kernels
     # `verify_tflite` runs (TFLite's own kernels round some ops differently).
     with warnings.catch_warnings():
@@ -308,12 +406,9 @@ def first_divergence(path, qmodel, images, tolerance_steps=1.0):
                 if raw.ndim == 0:
                     continue
                 values.setdefault(index, []).append(raw.astype(np.float32) - zero_point)
-    quantizers = activation_quantizers(qmodel)
-    probe = keras.Model(qmodel.input, [q.output for q in quantizers])
-    reference = [keras.ops.convert_to_numpy(v) for v in probe(images)]
-    unmatched = []
+    matched, unmatched = {}, []
     for quantizer, expected in zip(quantizers, reference):
-        step = np.float32(keras.ops.convert_to_numpy(quantizer.step))
+        step = _step(quantizer)
         best = None
         for scale, entries in candidates.items():
             if not np.isclose(scale, step, rtol=1e-5):
@@ -327,25 +422,40 @@ def first_divergence(path, qmodel, images, tolerance_steps=1.0):
                     continue
                 # Feature vectors are (N, 1, 1, C) in the file.
                 got = got.reshape(expected.shape)
-                diff = np.abs(got - expected) / step
-                if best is None or diff.max() < best[0].max():
-                    best = (diff, name)
+                error = np.abs(got - expected).max()
+                if best is None or error < best[0]:
+                    best = (error, got, name)
         if best is None:
             unmatched.append(quantizer.name)
+        else:
+            matched[quantizer.name] = best[1:]
+    return matched, unmatched
+
+
+def _grids_before(quantizer, matched):
+    """The matched quantizers whose outputs alone determine `quantizer`'s input.
+
+    Walks back from the quantizer's input through the layers before it,
+    stopping at activation quantizers. None when the walk reaches the
+    model's input or a grid the file has no tensor for.
+    """
+    from keras_sagdq.layers import ActivationQuantizer
+
+    found, seen, stack = [], set(), [quantizer.input]
+    while stack:
+        tensor = stack.pop()
+        if id(tensor) in seen:
             continue
-        diff, name = best
-        # Off by one step on a few values is kernel rounding near ties.
-        if diff.max() > tolerance_steps + 0.5 or np.mean(diff > 0.5) > 0.01:
-            source = private_api.producing_layer(quantizer.input)
-            sentence = (
-                f"{quantizer.name!r} (the grid after {source.name!r}) differs from the "
-                f"file's tensor {name!r} on {100 * np.mean(diff > 0.5):.1f} % of "
-                f"values, by up to {diff.max():.0f} steps"
-            )
-            if unmatched:
-                sentence += (
-                    "; before it, grids with no int8 tensor of their step in the "
-                    f"file: {', '.join(unmatched)}"
-                )
-            return sentence
-    return None
+        seen.add(id(tensor))
+        operation = private_api.producing_layer(tensor)
+        if isinstance(operation, ActivationQuantizer):
+            if operation.name not in matched:
+                return None
+            if operation not in found:
+                found.append(operation)
+            continue
+        inputs = private_api.call_inputs(tensor)
+        if not inputs:  # the model's input
+            return None
+        stack.extend(inputs)
+    return found
