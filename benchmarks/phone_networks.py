@@ -7,7 +7,12 @@ Zoo and reference models: trained weights, round-to-nearest with steps from
 the first 512 real training images, compared on the first `--test_images`
 real test images. `keras.applications` models: random weights (nothing can
 be downloaded here), 64 random images for steps and comparison; their logits
-are near ties, so the output error in steps is the measure there. Per model
+are near ties, so the output error in steps is the measure there. With
+`--batchnorm_statistics=random_images` their BatchNorm statistics are first
+re-estimated on 128 other random images: with the initial ones (mean 0,
+variance 1) nothing normalizes a random network, and its deep activations
+vanish (grids of step 1e-8) or grow until one-step rounding differences
+dominate, which no trained network does. Per model
 and bit width: top-1 agreement (also up to ties within one output step),
 output error, max logit gap, XNNPACK partitions and the ops left outside,
 size and single-thread latency against the float `.tflite` file. Rows go to
@@ -54,6 +59,13 @@ _MODELS = flags.DEFINE_list(
 _BITS = flags.DEFINE_list("bits", ["W8A8", "W4A4", "W3A3"], "Bit widths.")
 _TEST_IMAGES = flags.DEFINE_integer("test_images", 2000, "Real test images compared.")
 _TABLE = flags.DEFINE_bool("table", False, "Print the table of the stored rows.")
+_BATCHNORM = flags.DEFINE_enum(
+    "batchnorm_statistics",
+    "initial",
+    ["initial", "random_images"],
+    "keras.applications models: keep the initial BatchNorm statistics, or "
+    "re-estimate them on 128 other random images.",
+)
 
 
 def _model_and_data(name):
@@ -65,7 +77,12 @@ def _model_and_data(name):
         )
         rng = np.random.default_rng(0)
         images = rng.uniform(0, 255, (64, size, size, 3)).astype("float32")
-        return model, images, images, "random weights, 64 random images"
+        data = "random weights, 64 random images"
+        if _BATCHNORM.value == "random_images":
+            other = np.random.default_rng(1).uniform(0, 255, (128, size, size, 3))
+            zoo.reestimate_batchnorm(model, other.astype("float32"), batch_size=32)
+            data += ", BatchNorm statistics of 128 other random images"
+        return model, images, images, data
     x_train, _ = load_fashion_mnist("train")
     x_test, _ = load_fashion_mnist("test")
     model = load_shipped_model(name)
@@ -103,6 +120,7 @@ def measure(name, bits, folder):
         "float_layers": [f"{r.name}: {r.reason}" for r in report.float_layers],
         "top1_agreement": agreement.top1_agreement,
         "top1_agreement_within_step": agreement.top1_agreement_within_step,
+        "values_within_step": agreement.values_within_step,
         "max_error_steps": agreement.max_error_steps,
         "mean_error_steps": agreement.mean_error_steps,
         "max_logit_gap": agreement.max_logit_gap,
@@ -118,23 +136,27 @@ def measure(name, bits, folder):
 
 def table(rows):
     lines = [
-        "| model | bits | top-1 agreement | within one step | output error max / mean "
-        "(steps) | max logit gap | partitions (outside) | size / float | int8 / "
-        "float latency | commit |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | bits | top-1 agreement | within one step | output values within "
+        "one step | output error max / mean (steps) | max logit gap | partitions "
+        "(outside) | size / float | int8 / float latency | commit |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        model = r["model"]
+        if r.get("batchnorm_statistics", "initial") != "initial":
+            model += " (BatchNorm statistics re-estimated)"
         if "error" in r:
             error = r["error"][:160].replace("|", "/")
             lines.append(
-                f"| {r['model']} | {r['bits']} | {error} ... | | | | | | | "
-                f"{r['commit']} |"
+                f"| {model} | {r['bits']} | {error} ... | | | | | | | | {r['commit']} |"
             )
             continue
+        values = r.get("values_within_step")
+        values = "-" if values is None else f"{100 * values:.2f} %"
         outside = ", ".join(r["ops_outside_delegate"]) or "-"
         lines.append(
-            f"| {r['model']} | {r['bits']} | {100 * r['top1_agreement']:.2f} % | "
-            f"{100 * r['top1_agreement_within_step']:.2f} % | "
+            f"| {model} | {r['bits']} | {100 * r['top1_agreement']:.2f} % | "
+            f"{100 * r['top1_agreement_within_step']:.2f} % | {values} | "
             f"{r['max_error_steps']:.2f} / {r['mean_error_steps']:.3f} | "
             f"{r['max_logit_gap']:.3g} | {r['partitions']} ({outside}) | "
             f"{r['size_ratio']:.2f} | {r['latency_ratio']:.2f} | {r['commit']} |"
@@ -163,7 +185,13 @@ def main(argv):
                         "backend": keras.backend.backend(),
                         "error": f"{type(error).__name__}: {str(error)[:1500]}",
                     }
-                save_row(_RESULTS, row, ("model", "bits", "commit", "backend"))
+                row["batchnorm_statistics"] = _BATCHNORM.value
+                save_row(
+                    _RESULTS,
+                    row,
+                    ("model", "bits", "commit", "backend", "batchnorm_statistics"),
+                    defaults={"batchnorm_statistics": "initial"},
+                )
                 print({k: v for k, v in row.items() if k != "quant_config"}, flush=True)
 
 

@@ -114,6 +114,7 @@ class PhoneNetworkExportTest(TestCase):
         agreement = ks.verify_tflite(path, qmodel, images(64, seed=1))
         self.assertEqual(agreement.top1_agreement, 1.0)
         self.assertLessEqual(agreement.max_error_steps, 1.0)
+        self.assertEqual(agreement.values_within_step, 1.0)
         self.assertEqual(agreement.partitions, 1)
         self.assertEqual(agreement.ops_outside_delegate, ())
 

@@ -31,6 +31,8 @@ class TFLiteAgreement:
             the file's largest output: the class agrees up to ties the file
             cannot resolve (a softmax over 1000 near-equal classes rounds
             them all to one level).
+        values_within_step: fraction of output values within one output
+            step of the Keras model's.
     """
 
     num_images: int
@@ -42,6 +44,7 @@ class TFLiteAgreement:
     partitions: int = -1
     ops_outside_delegate: tuple = ()
     top1_agreement_within_step: float = float("nan")
+    values_within_step: float = float("nan")
 
     def __str__(self):
         text = (
@@ -245,6 +248,7 @@ def verify_tflite(path, qmodel, images):
         partitions=delegate_partitions(path),
         ops_outside_delegate=ops_outside_delegate(path),
         top1_agreement_within_step=float(within_step),
+        values_within_step=float(np.mean(error <= 1 + 1e-3)),
     )
 
 
