@@ -200,3 +200,23 @@ def _affine_step(step):
     )
     # BatchNormalization's call takes `training`; the affine does not.
     return tracing.Step(affine, step.args[:1], {}, list(step.outputs))
+
+
+def normalization_affine(layer):
+    """`(scale, offset)` float64 `(C,)` arrays of a last-axis Normalization, or None.
+
+    The layer computes `x * scale + offset`, exactly as Keras divides by
+    `max(sqrt(variance), epsilon)`. The rewrite writes it as a Rescaling:
+    the converter would write a Normalization as SUB and MUL, two roundings
+    where the Keras model has none, while a Rescaling exports as one 1x1
+    depthwise convolution whose offset the rewrite puts on the file's grid.
+    """
+    if type(layer) is not keras.layers.Normalization or layer.invert:
+        return None
+    if tuple(layer.axis) not in ((-1,), (len(layer.input.shape) - 1,)):
+        return None
+    mean = np.reshape(ops.convert_to_numpy(layer.mean), (-1,)).astype(np.float64)
+    variance = np.reshape(ops.convert_to_numpy(layer.variance), (-1,))
+    std = np.maximum(np.sqrt(variance.astype(np.float64)), keras.backend.epsilon())
+    scale = 1.0 / std
+    return scale, -mean * scale

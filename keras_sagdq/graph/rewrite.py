@@ -11,7 +11,6 @@ branch and its shortcut.
 import dataclasses
 
 import keras
-import numpy as np
 from keras import ops
 
 from keras_sagdq import private_api
@@ -419,10 +418,13 @@ class _Builder:
             return args[0]
         if key in self.plan.quantized:
             return self._quantized_call(step, args, kwargs)
-        affine = _normalization_affine(layer)
+        affine = lowering.normalization_affine(layer)
         if affine is not None:
             self._row(layer, "passthrough", "as a Rescaling: one op in the int8 file")
-            rescaling = keras.layers.Rescaling(*affine, name=self._unique(layer.name))
+            scale, offset = ([float(v) for v in a] for a in affine)
+            rescaling = keras.layers.Rescaling(
+                scale, offset, name=self._unique(layer.name)
+            )
             return rescaling(args[0])
         function = activations.activation_function(layer)
         if key in self.plan.float_reason:
@@ -527,24 +529,6 @@ class _Builder:
             weight_sqnr_db=sqnr_db(kernel, _hard_kernel(qlayer)),
         )
         return outputs
-
-
-def _normalization_affine(layer):
-    """`(scale, offset)` lists of a channel-wise Normalization, or None.
-
-    The converter writes a Normalization as SUB and MUL, two roundings where
-    the Keras model has none; a Rescaling exports as one 1x1 depthwise
-    convolution whose offset the rewrite can put on the file's grid.
-    """
-    if type(layer) is not keras.layers.Normalization or layer.invert:
-        return None
-    if tuple(layer.axis) not in ((-1,), (len(layer.input.shape) - 1,)):
-        return None
-    mean = np.reshape(ops.convert_to_numpy(layer.mean), (-1,)).astype(np.float64)
-    variance = np.reshape(ops.convert_to_numpy(layer.variance), (-1,))
-    std = np.maximum(np.sqrt(variance.astype(np.float64)), keras.backend.epsilon())
-    scale = 1.0 / std
-    return [float(v) for v in scale], [float(v) for v in -mean * scale]
 
 
 def _type_name(layer):

@@ -26,6 +26,7 @@ import dataclasses
 import keras
 import numpy as np
 
+from keras_sagdq.graph import lowering
 from keras_sagdq.graph import tracing
 from keras_sagdq.layers import ActivationQuantizer
 from keras_sagdq.synthesis.generator import build_generator
@@ -118,11 +119,11 @@ def declared_input_space(model, rescaling=False):
             a = np.broadcast_to(np.asarray(layer.scale, np.float64), (channels,))
             b = np.broadcast_to(np.asarray(layer.offset, np.float64), (channels,))
             rescaled = True
-        elif isinstance(layer, keras.layers.Normalization) and not layer.invert:
-            mean = np.reshape(np.asarray(layer.mean, np.float64), (-1,))
-            var = np.reshape(np.asarray(layer.variance, np.float64), (-1,))
-            a = np.broadcast_to(1 / np.sqrt(np.maximum(var, 1e-7)), (channels,))
-            b = np.broadcast_to(-mean, (channels,)) * a
+        elif lowering.normalization_affine(layer) is not None:
+            a, b = (
+                np.broadcast_to(v, (channels,))
+                for v in lowering.normalization_affine(layer)
+            )
             normalized = True
         else:
             break
