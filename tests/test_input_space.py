@@ -1,3 +1,5 @@
+import warnings
+
 import keras
 import numpy as np
 from keras import layers
@@ -122,6 +124,32 @@ class InferInputSpaceTest(TestCase):
             resolve_input_space(model, input_std=-1.0)
         with self.assertRaisesRegex(ValueError, "input_mean"):
             resolve_input_space(model, input_mean=[1.0, 2.0])
+
+    def test_declared_space_checked_against_the_batchnorms(self):
+        config = synthesis_config("genie", **dict(_QUICK, input_space_steps=5))
+        pixels = known_images(73.0, 90.0)
+        for name, stats in (("right", (0.286, 0.353)), ("raw_pixels", (73.0, 90.0))):
+            with self.subTest(name):
+                # Rescaling(1/255), then a Normalization adapted to `stats`:
+                # "raw_pixels" is the slip of adapting it to the model input.
+                mean, std = stats
+                front = [
+                    layers.Rescaling(1 / 255.0),
+                    layers.Normalization(mean=mean, variance=std**2),
+                ]
+                model = model_for(pixels, front)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    space = resolve_input_space(model, config=config)
+                messages = [str(w.message) for w in caught]
+                if name == "right":
+                    self.assertEqual(space.source, "normalization layer")
+                    self.assertAllClose(space.mean, [72.93], rtol=1e-4)
+                    self.assertFalse(any("adapted to other" in m for m in messages))
+                else:
+                    self.assertEqual(space.source, "inferred")
+                    self.assertTrue(any("adapted to other" in m for m in messages))
+                    self.assertAllClose(space.mean, [73.0], atol=0.1 * 90.0)
 
     def test_no_affine_path_falls_back(self):
         # A ReLU before the first BatchNorm: the closed form does not apply.

@@ -22,6 +22,7 @@ Reference:
 """
 
 import dataclasses
+import warnings
 
 import keras
 import numpy as np
@@ -29,6 +30,7 @@ import numpy as np
 from keras_sagdq.graph import lowering
 from keras_sagdq.graph import tracing
 from keras_sagdq.layers import ActivationQuantizer
+from keras_sagdq.synthesis.diagnostics import SynthesisWarning
 from keras_sagdq.synthesis.generator import build_generator
 
 _AFFINE_RTOL = 1e-3
@@ -36,6 +38,12 @@ _AFFINE_RTOL = 1e-3
 # convolution (Rescaling(1/127.5, -1)) makes a tiny test image's response
 # small against values near 1, and their rounding is not a nonlinearity.
 _FLOAT32_FLOOR = 1e-5
+# A declared input space the BatchNorms contradict by more than this (std
+# ratio, or mean offset in inferred stds) is not where the model's inputs
+# were: the inferred space is within ~20 % of the truth (docs/synthesis.md),
+# while the closed-form first guess of the std alone can be 25x off.
+_DECLARED_STD_RATIO = 3.0
+_DECLARED_MEAN_STDS = 1.0
 
 
 @dataclasses.dataclass
@@ -313,8 +321,12 @@ def resolve_input_space(
     """The input space synthesis uses: given, declared, or inferred.
 
     Both `input_mean` and `input_std` given: those. Else a leading
-    `Normalization` layer's values for what is not given. Else
-    `infer_input_space`.
+    `Normalization` layer's values for what is not given, unless the space
+    `infer_input_space` finds contradicts them (a `Normalization` adapted
+    to other data than it sees, e.g. to raw pixels in front of a
+    `Rescaling(1/255)`): then a warning, and the inferred space. Else
+    `infer_input_space`. The check costs one inference run
+    (`input_space_steps` at 64 images).
 
     Raises:
         ValueError: if a given value is not finite, has the wrong number of
@@ -340,6 +352,12 @@ def resolve_input_space(
         return InputSpace(given["input_mean"], given["input_std"], "given")
     declared = declared_input_space(model)
     if declared is not None:
+        inferred = infer_input_space(model, config, seed=seed, verbose=verbose)
+        if _checked_against_batchnorms(model, declared, inferred) is None:
+            if not given:
+                return inferred
+            declared = None
+    if declared is not None:
         if not given:
             return declared
         mean = given.get("input_mean", declared.mean)
@@ -355,3 +373,26 @@ def resolve_input_space(
         seed=seed,
         verbose=verbose,
     )
+
+
+def _checked_against_batchnorms(model, declared, inferred):
+    """`declared`, or None (with a warning) when `inferred` contradicts it."""
+    ratio = np.maximum(declared.std / inferred.std, inferred.std / declared.std)
+    offset = np.abs(declared.mean - inferred.mean) / inferred.std
+    if np.all(ratio <= _DECLARED_STD_RATIO) and np.all(offset <= _DECLARED_MEAN_STDS):
+        return declared
+    warnings.warn(
+        f"The leading Normalization of model {model.name!r} declares inputs with "
+        f"mean {_numbers(declared.mean)} and std {_numbers(declared.std)}, but its "
+        f"BatchNorms were fitted to inputs with mean about "
+        f"{_numbers(inferred.mean)} and std about {_numbers(inferred.std)}: the "
+        "Normalization was adapted to other data than it sees. Synthesis uses the "
+        "BatchNorms' input space; pass `input_mean` and `input_std` to choose it.",
+        SynthesisWarning,
+        stacklevel=3,
+    )
+    return None
+
+
+def _numbers(values):
+    return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
