@@ -45,7 +45,11 @@ def train(name, seed):
     model = entry.builder(momentum=entry.bn_momentum)
     for layer in model.layers:
         if isinstance(layer, keras.layers.Normalization):
-            layer.adapt(x_train[:10000])
+            # Adapted to what the layer sees: behind a Rescaling that is not
+            # the model input (efficientnet_style's file predates this and
+            # declares a space 255x too wide; synthesis now warns about it).
+            seen = keras.Model(model.inputs, layer.input)
+            layer.adapt(seen.predict(x_train[:10000], batch_size=500, verbose=0))
     # Flips only: a shift would pad with 0, which is not the background in
     # every input convention.
     batches = AugmentedBatches(x_train, y_train, _BATCH_SIZE.value, seed, max_shift=0)
