@@ -23,8 +23,10 @@ other seeds, widths and recipes than the reference models, and shipped in
 - `mobilenet_v3_style`: [0, 255] inputs rescaled to [-1, 1] inside; hard-swish
   and hard-sigmoid SE gates written with `keras.ops` arithmetic, as
   `keras.applications.MobileNetV3` writes them.
-- `efficientnet_style`: [0, 255] inputs, `Rescaling` + adapted `Normalization`
-  inside; swish, SE with sigmoid gates (MBConv blocks).
+- `efficientnet_style`: [0, 255] inputs, `Rescaling(1/255)` + `Normalization`
+  inside; swish, SE with sigmoid gates (MBConv blocks). Its Normalization was
+  adapted to the raw pixels, not to what it sees, so it declares an input
+  space 255x too wide: a slip users make too, which synthesis detects.
 - `separable_xception_style`: [-1, 1] inputs; `SeparableConv2D` blocks with max
   pooling and strided 1x1 shortcuts.
 
