@@ -20,7 +20,11 @@ _T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57}
 
 
 def pairs(rows):
-    """`{(model, bits): [(seed, real, genie, commit)]}` of reconstructed rows."""
+    """`{(model, bits, method, commit): [(seed, real, genie, commit)]}`.
+
+    The method label carries any QuantConfig overrides, so rows with other
+    options pair only among themselves.
+    """
     found = collections.defaultdict(dict)
     floats = {}
     for r in rows:
@@ -29,23 +33,25 @@ def pairs(rows):
         if not r["method"].startswith("reconstruct") or r["bits"] not in TARGETS:
             continue
         source = r["calibration"].split(" ")[0]
-        key = (r["model"], r["bits"], r["seed"], r["commit"])
+        key = (r["model"], r["bits"], r["method"], r["seed"], r["commit"])
         found[key][source] = r["top1"]
     table = collections.defaultdict(list)
-    for (model, bits, seed, commit), top1 in sorted(found.items()):
+    for (model, bits, method, seed, commit), top1 in sorted(found.items()):
         if "real" in top1 and "genie" in top1:
-            table[(model, bits)].append((seed, top1["real"], top1["genie"], commit))
+            table[(model, bits, method, commit)].append(
+                (seed, top1["real"], top1["genie"], commit)
+            )
     return table, floats
 
 
 def markdown(rows):
     table, floats = pairs(rows)
     lines = [
-        "| model (float) | bits | seeds | recon. real | recon. GENIE | GENIE − real "
-        "(per seed) | mean (95 % CI) | target | commit |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model (float) | bits | method | seeds | recon. real | recon. GENIE | GENIE "
+        "− real (per seed) | mean (95 % CI) | target | commit |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for (model, bits), runs in table.items():
+    for (model, bits, method, _), runs in table.items():
         gaps = [100 * (g - r) for _, r, g, _ in runs]
         mean = sum(gaps) / len(gaps)
         spread = ""
@@ -56,6 +62,7 @@ def markdown(rows):
         verdict = "met" if mean >= -target else f"missed by {-mean - target:.2f}"
         lines.append(
             f"| {model} ({100 * floats.get(model, float('nan')):.2f}) | {bits} | "
+            f"{method} | "
             f"{', '.join(str(s) for s, *_ in runs)} | "
             f"{', '.join(f'{100 * r:.2f}' for _, r, _, _ in runs)} | "
             f"{', '.join(f'{100 * g:.2f}' for _, _, g, _ in runs)} | "
