@@ -11,6 +11,7 @@ from keras_sagdq.integer_alignment import align_biases
 from keras_sagdq.layers import activation_quantizers
 from keras_sagdq.layers import quantization_off
 from keras_sagdq.layers import reset_compiled_functions
+from keras_sagdq.layers import share_grids
 
 _VALUES_PER_BATCH = 1 << 16
 
@@ -65,6 +66,7 @@ def calibrate_activations(
                 kept.append(_subsample(keras.ops.convert_to_numpy(value), rng))
     for quantizer, kept in zip(quantizers, samples):
         quantizer.initialize(np.concatenate(kept), method=method)
+    share_grids(qmodel)
     first = input_quantizer(qmodel)
     if first is not None and first.bits == 8:
         # Built for an integer runtime (`int8_tensors`). The file's input
@@ -73,6 +75,7 @@ def calibrate_activations(
         low, high = default_input_range(qmodel, images)
         set_input_grid(first, low, high)
         cover_input_range(qmodel, low, high)
+        share_grids(qmodel)
         align_biases(qmodel)
     reset_compiled_functions(qmodel)
 

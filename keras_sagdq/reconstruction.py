@@ -42,6 +42,7 @@ from keras_sagdq.layers import quantization_off
 from keras_sagdq.layers import reset_compiled_functions
 from keras_sagdq.layers import set_layer_modes
 from keras_sagdq.layers import set_mode
+from keras_sagdq.layers import share_grids
 from keras_sagdq.synthesis.storage import BatchStore
 
 _SETTINGS_FILE = "reconstruction.json"
@@ -210,6 +211,8 @@ def reconstruct(
                 )
             )
         _set_block_mode(block, "hard", qdrop=0.0)
+        # An average pooling's rounding follows its input grid's new step.
+        share_grids(qmodel)
         if progress and index >= finished:
             progress.save(qmodel, index + 1)
         q_stream = _run_block(block, q_stream, config.batch_size * 8)

@@ -27,11 +27,13 @@ import numpy as np
 import tensorflow as tf
 
 from keras_sagdq.graph import tracing
+from keras_sagdq.graph.activations import ROUNDED_ON_INPUT_GRID
 from keras_sagdq.graph.activations import SAME_GRID
 from keras_sagdq.graph.activations import is_relu
 from keras_sagdq.graph.activations import is_softmax
 from keras_sagdq.integer_alignment import RESCALING_WEIGHT
 from keras_sagdq.layers import ActivationQuantizer
+from keras_sagdq.layers import SharedGrid
 from keras_sagdq.layers import WeightQuantization
 
 INT8_WEIGHT_LIMIT = 127
@@ -326,6 +328,12 @@ class FakeQuantGraph:
 
         def call(step, args, kwargs):
             layer = step.layer
+            if isinstance(layer, SharedGrid):
+                # Averages stay inside the grid: the container alone, whose
+                # scale the converter finds equal to the pooling input's.
+                return _fake_quant(
+                    args[0], *self._container(*self.activation_ranges[id(layer)])
+                )
             if isinstance(layer, ActivationQuantizer):
                 nonnegative = step.input_ids[0] in self.nonnegative
                 ranges = self.activation_ranges[id(layer)]
@@ -339,6 +347,15 @@ class FakeQuantGraph:
                 return layer.export_call(args[0], integers, steps, bias, quantize)
             if isinstance(layer, keras.layers.Rescaling):
                 return _export_rescaling(layer, args[0])
+            source = step.input_ids[0] if step.input_ids else None
+            if (
+                isinstance(layer, ROUNDED_ON_INPUT_GRID)
+                and source in self.observed
+                and source in self.ranges
+                and not observe
+            ):
+                # A float input's pooling keeps its grid in the file.
+                return _fake_quant(layer(args[0]), *self.ranges[source])
             if is_relu(layer) and step.outputs[0] in self.inherited:
                 # XNNPACK takes no int8 RELU op of its own; fused into an
                 # identity 1x1 depthwise convolution it is a clamp, exact.

@@ -132,6 +132,11 @@ SAME_GRID = (
 )
 
 
+# Layers whose output an integer runtime rounds back onto their input's grid:
+# TFLite's int8 AVERAGE_POOL_2D keeps its input's scale (`SharedGrid`).
+ROUNDED_ON_INPUT_GRID = (keras.layers.AveragePooling2D,)
+
+
 def is_relu(layer):
     """A layer an integer runtime fuses into the op before it as a clamp."""
     if isinstance(layer, keras.layers.ReLU):

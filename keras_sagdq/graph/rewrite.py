@@ -20,6 +20,7 @@ from keras_sagdq.graph import activations
 from keras_sagdq.graph import bn_folding
 from keras_sagdq.graph import lowering
 from keras_sagdq.graph import tracing
+from keras_sagdq.graph.activations import ROUNDED_ON_INPUT_GRID
 from keras_sagdq.graph.activations import SAME_GRID
 from keras_sagdq.graph.activations import is_relu
 from keras_sagdq.graph.activations import is_softmax
@@ -27,6 +28,7 @@ from keras_sagdq.graph.report import LayerReport
 from keras_sagdq.graph.report import QuantizationReport
 from keras_sagdq.graph.report import sqnr_db
 from keras_sagdq.layers import ActivationQuantizer
+from keras_sagdq.layers import SharedGrid
 from keras_sagdq.layers import quantized_class_for
 
 
@@ -186,6 +188,7 @@ class _Plan:
         # Bits of each quantized tensor: the most any quantized consumer needs.
         self.tensor_bits = {}
         self.inherited = {}  # tensor -> bits of the grid it is on already
+        self.rounded_on_input_grid = set()  # average pooling outputs (SharedGrid)
         for key, step in self.quantized.items():
             if key in self.affine:
                 bits = 8
@@ -205,10 +208,12 @@ class _Plan:
 
         TFLite's int8 MAX_POOL_2D, PAD and RESHAPE keep their input's scale
         (XNNPACK takes nothing else); a grid of their own on the output is a
-        requantization the delegate leaves to TFLite's kernels.
+        requantization the delegate leaves to TFLite's kernels. An
+        AVERAGE_POOL_2D must keep it (the converter refuses two scales).
         """
         for step in reversed(self.graph.steps):
-            if not isinstance(step.layer, SAME_GRID) or len(step.outputs) != 1:
+            keeps_grid = isinstance(step.layer, (*SAME_GRID, *ROUNDED_ON_INPUT_GRID))
+            if not keeps_grid or len(step.outputs) != 1:
                 continue
             (source,), (target,) = step.input_ids[:1], step.outputs
             if (
@@ -233,10 +238,22 @@ class _Plan:
             layer = step.layer
             if len(step.outputs) != 1 or not step.input_ids:
                 continue
-            if not (isinstance(layer, SAME_GRID) or is_relu(layer)):
+            pools = isinstance(layer, ROUNDED_ON_INPUT_GRID)
+            if not (isinstance(layer, SAME_GRID) or is_relu(layer) or pools):
                 continue
             (source,), (target,) = step.input_ids[:1], step.outputs
             bits = self.tensor_bits.get(source, self.inherited.get(source))
+            if bits is not None and pools:
+                # Averages rounded back onto the input's grid; a grid of
+                # other bits after that is a requantization of its own.
+                self.rounded_on_input_grid.add(target)
+                self.notes.setdefault(
+                    id(layer),
+                    "averages rounded onto its input's grid, as TFLite's int8 "
+                    "average pooling does",
+                )
+                if target not in self.tensor_bits:
+                    self.inherited[target] = bits
             if bits is not None and self.tensor_bits.get(target) == bits:
                 del self.tensor_bits[target]
                 self.inherited[target] = bits
@@ -251,13 +268,15 @@ class _Plan:
         read only by a folded BatchNorm or by ReLUs (fused into the op
         before), outputs of layers that keep their input's grid (reshapes,
         max pooling), and outputs of softmax, sigmoid and tanh (TFLite fixes
-        their grid; the rewrite puts sigmoid and tanh on it).
+        their grid; the rewrite puts sigmoid and tanh on it), outputs of
+        average pooling (rounded onto their input's grid), and inputs read
+        only by concatenations (held on the concatenation's grid).
         """
         # The model input too: its grid becomes the file's input grid.
         result = [i for i in self.graph.inputs if i not in self.tensor_bits]
         for step in self.graph.steps:
             if (
-                isinstance(step.layer, SAME_GRID)
+                isinstance(step.layer, (*SAME_GRID, *ROUNDED_ON_INPUT_GRID))
                 or is_softmax(step.layer)
                 or self._output_activation(step) in activations.FIXED_GRIDS
             ):
@@ -278,7 +297,21 @@ class _Plan:
                 ):
                     continue
                 result.append(i)
-        return result
+        # TFLite's int8 CONCATENATION keeps one scale for its inputs and
+        # output: the converter writes an input read only there straight on
+        # the output's grid, so a grid of its own would round twice.
+        covered = set(result) | set(self.tensor_bits)
+        return [
+            i
+            for i in result
+            if i in self.graph.inputs
+            or not consumers.get(i)
+            or not all(
+                isinstance(r.layer, keras.layers.Concatenate)
+                and all(o in covered for o in r.outputs)
+                for r in consumers[i]
+            )
+        ]
 
     def _output_activation(self, step):
         """The activation applied last by `step`: its own, or a quantized layer's."""
@@ -347,6 +380,7 @@ class _Builder:
         self.names = set()
         self.rows = []
         self.on_fixed_grid = set()
+        self.grid_of = {}  # id(keras tensor) -> the ActivationQuantizer of its grid
 
     def build(self, name):
         inputs = [
@@ -389,6 +423,7 @@ class _Builder:
             bits=bits, mode="hard", name=self._unique(f"{base}_act_quant"), **options
         )
         outputs = quantizer(tensor)
+        self.grid_of[id(outputs)] = quantizer
         if fixed is not None:
             # Already an int8 tensor: an 8-bit grid of its own after it would
             # be a second rounding the converter leaves out.
@@ -410,6 +445,24 @@ class _Builder:
         )
 
     def _call(self, step, args, kwargs):
+        outputs = self._replay(step, args, kwargs)
+        layer, source = step.layer, self.grid_of.get(id(args[0])) if args else None
+        if source is None or not hasattr(outputs, "shape"):
+            return outputs
+        if step.outputs[0] in self.plan.rounded_on_input_grid:
+            rounding = SharedGrid(
+                source=source.name,
+                bits=source.bits,
+                mode="hard",
+                name=self._unique(f"{layer.name}_grid"),
+            )
+            outputs = rounding(outputs)
+            self.grid_of[id(outputs)] = source
+        elif isinstance(layer, SAME_GRID) or is_relu(layer):
+            self.grid_of[id(outputs)] = source
+        return outputs
+
+    def _replay(self, step, args, kwargs):
         layer = step.layer
         key = id(step)
         if key in self.plan.folded_into:

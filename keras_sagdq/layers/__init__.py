@@ -13,3 +13,5 @@ from keras_sagdq.layers.quantized_layers import QuantDense
 from keras_sagdq.layers.quantized_layers import QuantDepthwiseConv2D
 from keras_sagdq.layers.quantized_layers import WeightQuantization
 from keras_sagdq.layers.quantized_layers import quantized_class_for
+from keras_sagdq.layers.shared_grid import SharedGrid
+from keras_sagdq.layers.shared_grid import share_grids
