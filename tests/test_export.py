@@ -572,3 +572,25 @@ class PoolingHeadTest(_FilesTest):
         agreement = ks.verify_tflite(path, qmodel, random_images(32, seed=1))
         self.assertEqual(agreement.top1_agreement, 1.0)
         self.assertLessEqual(agreement.max_error_steps, 1.0)
+
+    def test_strided_1x1_pooling_stays_in_the_delegate(self):
+        # ResNetV2's shortcuts subsample with MaxPooling2D(1, strides=2);
+        # XNNPACK takes no 1x1 pooling, the file writes it as an identity
+        # strided depthwise convolution.
+        inputs = keras.Input((12, 12, 3))
+        x = keras.layers.Conv2D(8, 3, padding="same")(inputs)
+        pre = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+        shortcut = keras.layers.MaxPooling2D(1, strides=2)(x)
+        y = keras.layers.Conv2D(8, 3, strides=2, padding="same")(pre)
+        x = keras.layers.Add()([shortcut, y])
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        model = randomize_batchnorms(keras.Model(inputs, keras.layers.Dense(4)(x)))
+        qmodel = ks.quantize_model(
+            model, ks.QuantConfig(4, 4), calibration_data=self.images
+        )
+        path = os.path.join(self.temp_dir(), "subsample.tflite")
+        ks.export_tflite(qmodel, path, representative_data=self.images)
+        agreement = ks.verify_tflite(path, qmodel, random_images(32, seed=1))
+        self.assertEqual(agreement.partitions, 1)
+        self.assertEqual(agreement.top1_agreement, 1.0)
+        self.assertLessEqual(agreement.max_error_steps, 1.0)

@@ -139,7 +139,7 @@ def _export_rescaling(layer, x):
     return _affine(x, layer.scale, layer.offset)
 
 
-def _affine(x, scale, offset):
+def _affine(x, scale, offset, strides=(1, 1)):
     """`x * scale + offset`, per channel, as one 1x1 depthwise convolution."""
     channels = int(x.shape[-1])
     scale = np.broadcast_to(np.asarray(scale, np.float32), (channels,))
@@ -150,9 +150,19 @@ def _affine(x, scale, offset):
         integers.reshape(1, 1, 1, channels), steps.reshape(1, 1, 1, channels)
     )
     outputs = tf.nn.depthwise_conv2d(
-        x, tf.reshape(kernel, (1, 1, channels, 1)), (1, 1, 1, 1), "VALID"
+        x, tf.reshape(kernel, (1, 1, channels, 1)), (1, *strides, 1), "VALID"
     )
     return outputs + offset
+
+
+def _is_subsampling(layer):
+    """A 1x1 max or average pooling: it only keeps every n-th value."""
+    pools = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
+    return (
+        isinstance(layer, pools)
+        and tuple(layer.pool_size) == (1, 1)
+        and layer.data_format == "channels_last"
+    )
 
 
 def _check_exportable(layer):
@@ -356,6 +366,11 @@ class FakeQuantGraph:
             ):
                 # A float input's pooling keeps its grid in the file.
                 return _fake_quant(layer(args[0]), *self.ranges[source])
+            if _is_subsampling(layer) and len(args[0].shape) == 4:
+                # A 1x1 pooling with a stride (ResNetV2's shortcuts) picks
+                # values: XNNPACK takes no 1x1 pooling, but an identity 1x1
+                # depthwise convolution with that stride is exact.
+                return _affine(args[0], 1.0, 0.0, strides=tuple(layer.strides))
             if is_relu(layer) and step.outputs[0] in self.inherited:
                 # XNNPACK takes no int8 RELU op of its own; fused into an
                 # identity 1x1 depthwise convolution it is a clamp, exact.
