@@ -23,6 +23,7 @@ reconstruction with the chosen profile).
 
 import dataclasses
 import glob
+import hashlib
 import itertools
 import json
 import os
@@ -35,6 +36,7 @@ import numpy as np
 from absl import app
 from absl import flags
 from provenance import git_commit
+from provenance import library_state
 from provenance import save_row
 from tflite_measure import float_tflite
 from tflite_measure import latency_pair
@@ -147,9 +149,21 @@ def load_model(name):
 
 
 def synthetic_directory(model_name, source, options, seed):
+    """The cache folder of one model's synthesized images.
+
+    Keyed by the resolved synthesis config (every field), the imported
+    library's commit and the backend, not only by the overrides: images
+    made by other code or settings are never reused under a row's commit.
+    """
     label = options_label(options).replace(", ", "_").replace("=", "-")
+    commit, dirty = library_state()
+    config = dataclasses.asdict(ks.synthesis.synthesis_config(source, **options))
+    identity = json.dumps(
+        [commit, dirty, keras.backend.backend(), config], sort_keys=True, default=str
+    )
+    digest = hashlib.sha1(identity.encode()).hexdigest()[:10]
     return os.path.join(
-        _SYNTHETIC_DIR.value, f"{model_name}_{source}_{label}_seed{seed}"
+        _SYNTHETIC_DIR.value, f"{model_name}_{source}_{label}_seed{seed}_{digest}"
     )
 
 
@@ -287,14 +301,15 @@ def quantize_with(method, model, setting, images, options, quant_options=None):
             weight_bits, activation_bits, **{"weight_range": "minmax", **quant_options}
         )
         qmodel = ks.quantize_model(model, config)
+        seconds["quant_config"] = dataclasses.asdict(config)
         ks.calibrate_activations(
             qmodel, images, method="minmax", max_samples=len(images), batch_size=128
         )
         seconds["quantize"] = time.time() - start
     elif method == "reconstruct":
-        qmodel = ks.quantize_model(
-            model, ks.QuantConfig(weight_bits, activation_bits, **quant_options)
-        )
+        config = ks.QuantConfig(weight_bits, activation_bits, **quant_options)
+        qmodel = ks.quantize_model(model, config)
+        seconds["quant_config"] = dataclasses.asdict(config)
         ks.calibrate_activations(
             qmodel, images, max_samples=len(images), batch_size=128
         )
@@ -393,6 +408,7 @@ def run_rows(
         qmodel, seconds = quantize_with(
             method, model, setting, images, dict(options, seed=seed), quant_options
         )
+        quant_config = seconds.pop("quant_config")
         start = time.time()
         accuracy = top1(qmodel, x_test, y_test)
         seconds["evaluate"] = time.time() - start
@@ -422,6 +438,8 @@ def run_rows(
                     row_configs(source, method, used_options, options),
                     quant_options=quant_options,
                 ),
+                # The resolved QuantConfig, every field (defaults change).
+                quant_config=quant_config,
             )
         )
         if _MODELS_DIR.value:
