@@ -495,7 +495,14 @@ def export_label(row):
 
 
 def write_table(results, path):
-    """Rewrite the results section of the markdown file from all JSON rows."""
+    """Rewrite the results, export and zoo sections of the markdown file."""
+    for name, lines in table_sections(results).items():
+        replace_section(path, name, lines)
+
+
+def table_sections(results):
+    """`{section name: markdown lines}` of docs/benchmarks.md from accuracy rows."""
+    sections = {}
     order = {name: i for i, name in enumerate(["FP", *BITS])}
     results = sorted(
         {row_key(r): r for r in results}.values(),
@@ -542,7 +549,7 @@ def write_table(results, path):
             f"| {100 * r['top1']:.2f} | {delta} | {stages} | {r['peak_mb']:.0f} | "
             f"{r.get('commit', '-')} |"
         )
-    replace_section(path, "results", lines)
+    sections["results"] = lines
     exported = [r for r in results if r.get("tflite") and not r["quick"]]
     lines = [
         "| model | backend | bits | method | calibration | Keras top-1 % "
@@ -570,8 +577,19 @@ def write_table(results, path):
             f"| {t['latency_ms'] / t['float_latency_ms']:.2f} | {two} "
             f"| {t.get('partitions', '-')} | {r.get('commit', '-')} |"
         )
-    replace_section(path, "export", lines)
-    replace_section(path, "zoo", zoo_lines(results))
+    sections["export"] = lines
+    sections["zoo"] = zoo_lines(results)
+    return sections
+
+
+def accuracy_rows(folder):
+    """The accuracy rows of every `results*.json` in `folder`, file by file."""
+    every = []
+    for path in sorted(glob.glob(os.path.join(folder, "results*.json"))):
+        with open(path) as f:
+            # Only accuracy rows (other scripts' files have other fields).
+            every.extend(r for r in json.load(f) if "bits" in r and "method" in r)
+    return every
 
 
 def zoo_lines(results):
@@ -672,14 +690,7 @@ def main(argv):
         )
     # The table shows every results*.json beside this one (parallel runs each
     # write their own file).
-    every = []
-    for path in sorted(
-        glob.glob(os.path.join(os.path.dirname(_RESULTS.value), "results*.json"))
-    ):
-        with open(path) as f:
-            # Only accuracy rows (other scripts' files have other fields).
-            every.extend(r for r in json.load(f) if "bits" in r and "method" in r)
-    write_table(every, _TABLE.value)
+    write_table(accuracy_rows(os.path.dirname(_RESULTS.value)), _TABLE.value)
     print(
         f"wrote {_TABLE.value}"
         if _TABLE_ONLY.value

@@ -31,6 +31,7 @@ from absl import app
 from absl import flags
 from provenance import git_commit
 from provenance import save_row
+from tables import phone_table
 from tflite_measure import float_tflite
 from tflite_measure import tflite_latency_ms
 
@@ -134,43 +135,13 @@ def measure(name, bits, folder):
     }
 
 
-def table(rows):
-    lines = [
-        "| model | bits | top-1 agreement | within one step | output values within "
-        "one step | output error max / mean (steps) | max logit gap | partitions "
-        "(outside) | size / float | int8 / float latency | commit |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        model = r["model"]
-        if r.get("batchnorm_statistics", "initial") != "initial":
-            model += " (BatchNorm statistics re-estimated)"
-        if "error" in r:
-            error = r["error"][:160].replace("|", "/")
-            lines.append(
-                f"| {model} | {r['bits']} | {error} ... | | | | | | | | {r['commit']} |"
-            )
-            continue
-        values = r.get("values_within_step")
-        values = "-" if values is None else f"{100 * values:.2f} %"
-        outside = ", ".join(r["ops_outside_delegate"]) or "-"
-        lines.append(
-            f"| {model} | {r['bits']} | {100 * r['top1_agreement']:.2f} % | "
-            f"{100 * r['top1_agreement_within_step']:.2f} % | {values} | "
-            f"{r['max_error_steps']:.2f} / {r['mean_error_steps']:.3f} | "
-            f"{r['max_logit_gap']:.3g} | {r['partitions']} ({outside}) | "
-            f"{r['size_ratio']:.2f} | {r['latency_ratio']:.2f} | {r['commit']} |"
-        )
-    return "\n".join(lines)
-
-
 def main(argv):
     del argv
     if _TABLE.value:
         import json
 
         with open(_RESULTS) as f:
-            print(table(json.load(f)))
+            print(phone_table(json.load(f)))
         return
     with tempfile.TemporaryDirectory() as folder:
         for name in _MODELS.value:
