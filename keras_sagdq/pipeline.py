@@ -46,6 +46,12 @@ class QuantizationResult:
             logs of each `fit` (one per synthesized batch, one per block)
             run by this call, as dicts of per-epoch lists like
             `History.history`; work loaded from `directory` has none.
+
+    Example:
+
+    >>> result = ks.quantize(model, num_samples=8, verbose=0)
+    >>> sorted(result.seconds)
+    ['quantization', 'reconstruction', 'synthesis']
     """
 
     model: keras.Model

@@ -70,6 +70,12 @@ class ReconstructionConfig:
             float stream instead of the quantized stream.
         qdrop_probability: probability that an activation quantizer inside
             the block keeps an element float.
+
+    Example:
+
+    >>> config = ReconstructionConfig(steps=500, batch_size=16)
+    >>> config.steps, config.qdrop_probability
+    (500, 0.5)
     """
 
     steps: int = 20000

@@ -73,7 +73,22 @@ def run_tflite(path, images):
     """Outputs of a `.tflite` file on `images`, one image at a time, as float32.
 
     int8 inputs and outputs are quantized and dequantized with the file's
-    scales. Returns `(outputs, output_step)`.
+    scales.
+
+    Args:
+        path: the `.tflite` file.
+        images: float32 `(N, H, W, C)` in the model's input space.
+
+    Returns:
+        `(outputs, output_step)`: the outputs as float32, and the file's
+        output quantization step.
+
+    Example:
+
+    >>> ks.export_tflite(qmodel, "model.tflite", representative_data=images)
+    >>> outputs, step = ks.run_tflite("model.tflite", images[:2])
+    >>> outputs.shape
+    (2, 10)
     """
     from ai_edge_litert.interpreter import Interpreter
 

@@ -20,6 +20,12 @@ class LayerReport:
         input_bits: bits of the quantized input, or None for a float input.
         weight_sqnr_db: SQNR of the hard-rounded weights against the float
             (folded) weights, in dB; None for non-quantized layers.
+
+    Example:
+
+    >>> row = qmodel.quantization_report.quantized_layers[0]
+    >>> row.status, row.weight_bits
+    ('quantized', 8)
     """
 
     name: str

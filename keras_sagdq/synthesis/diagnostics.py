@@ -25,7 +25,14 @@ MAX_SATURATED_FRACTION = 0.9
 
 
 class SynthesisWarning(UserWarning):
-    """Synthesized images look degenerate (see `check_images`)."""
+    """Synthesized images look degenerate (see `check_images`).
+
+    Example:
+
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("error", SynthesisWarning)  # stop on bad images
+    """
 
 
 @dataclasses.dataclass

@@ -95,6 +95,12 @@ class SynthesisConfig:
             needs a C++ compiler, and XLA does not run every op. It changes
             the images only by float rounding, so it is not part of a
             directory's saved settings: a run may resume with it on or off.
+
+    Example:
+
+    >>> config = SynthesisConfig(steps=200, batch_size=64)
+    >>> config.steps, config.batch_size
+    (200, 64)
     """
 
     steps: int = 4000
