@@ -22,6 +22,7 @@ reconstruction with the chosen profile).
 """
 
 import dataclasses
+import functools
 import glob
 import hashlib
 import itertools
@@ -29,6 +30,7 @@ import json
 import os
 import platform
 import resource
+import subprocess
 import time
 
 import keras
@@ -504,6 +506,9 @@ def table_sections(results):
     """`{section name: markdown lines}` of docs/benchmarks.md from accuracy rows."""
     sections = {}
     order = {name: i for i, name in enumerate(["FP", *BITS])}
+    # Of rows with one key, the one measured with the newest code is shown
+    # (file names say nothing about which is newer).
+    results = sorted(results, key=lambda r: commit_time(r.get("commit")))
     results = sorted(
         {row_key(r): r for r in results}.values(),
         key=lambda r: (
@@ -580,6 +585,24 @@ def table_sections(results):
     sections["export"] = lines
     sections["zoo"] = zoo_lines(results)
     return sections
+
+
+@functools.cache
+def commit_time(commit):
+    """Seconds since the epoch of `commit` (its "+changes" ignored); 0 if unknown."""
+    if not commit:
+        return 0
+    try:
+        result = subprocess.run(
+            ["git", "show", "-s", "--format=%ct", commit.split("+")[0]],
+            cwd=_ROOT,
+            capture_output=True,
+            text=True,
+        )
+    except OSError:
+        return 0
+    text = result.stdout.strip()
+    return int(text) if result.returncode == 0 and text.isdigit() else 0
 
 
 def accuracy_rows(folder):
