@@ -22,7 +22,6 @@ reconstruction with the chosen profile).
 """
 
 import dataclasses
-import functools
 import glob
 import hashlib
 import itertools
@@ -30,13 +29,13 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import time
 
 import keras
 import numpy as np
 from absl import app
 from absl import flags
+from provenance import commit_time
 from provenance import git_commit
 from provenance import library_state
 from provenance import save_row
@@ -293,7 +292,10 @@ def peak_memory_mb():
 
 
 def quantize_with(method, model, setting, images, options, quant_options=None):
-    """Quantize `model` with one method; returns (qmodel, seconds per stage)."""
+    """Quantize `model` with one method; returns (qmodel, seconds per stage, config).
+
+    `config` is the resolved `QuantConfig` as a dict (every field).
+    """
     weight_bits, activation_bits = BITS[setting]
     quant_options = quant_options or {}
     seconds = {}
@@ -303,7 +305,6 @@ def quantize_with(method, model, setting, images, options, quant_options=None):
             weight_bits, activation_bits, **{"weight_range": "minmax", **quant_options}
         )
         qmodel = ks.quantize_model(model, config)
-        seconds["quant_config"] = dataclasses.asdict(config)
         ks.calibrate_activations(
             qmodel, images, method="minmax", max_samples=len(images), batch_size=128
         )
@@ -311,7 +312,6 @@ def quantize_with(method, model, setting, images, options, quant_options=None):
     elif method == "reconstruct":
         config = ks.QuantConfig(weight_bits, activation_bits, **quant_options)
         qmodel = ks.quantize_model(model, config)
-        seconds["quant_config"] = dataclasses.asdict(config)
         ks.calibrate_activations(
             qmodel, images, max_samples=len(images), batch_size=128
         )
@@ -323,7 +323,7 @@ def quantize_with(method, model, setting, images, options, quant_options=None):
         seconds["steps_per_s"] = total_steps / seconds["reconstruct"]
     else:
         raise ValueError(f"Unknown method. Received: methods={method!r}")
-    return qmodel, seconds
+    return qmodel, seconds, dataclasses.asdict(config)
 
 
 def run_rows(
@@ -407,10 +407,9 @@ def run_rows(
         label = f"{source} ({len(images)})"
         if source in ("genie", "zeroq", "sadag"):
             label = f"{source} ({len(images)}, {options_label(used_options)})"
-        qmodel, seconds = quantize_with(
+        qmodel, seconds, quant_config = quantize_with(
             method, model, setting, images, dict(options, seed=seed), quant_options
         )
-        quant_config = seconds.pop("quant_config")
         start = time.time()
         accuracy = top1(qmodel, x_test, y_test)
         seconds["evaluate"] = time.time() - start
@@ -585,24 +584,6 @@ def table_sections(results):
     sections["export"] = lines
     sections["zoo"] = zoo_lines(results)
     return sections
-
-
-@functools.cache
-def commit_time(commit):
-    """Seconds since the epoch of `commit` (its "+changes" ignored); 0 if unknown."""
-    if not commit:
-        return 0
-    try:
-        result = subprocess.run(
-            ["git", "show", "-s", "--format=%ct", commit.split("+")[0]],
-            cwd=_ROOT,
-            capture_output=True,
-            text=True,
-        )
-    except OSError:
-        return 0
-    text = result.stdout.strip()
-    return int(text) if result.returncode == 0 and text.isdigit() else 0
 
 
 def accuracy_rows(folder):

@@ -7,6 +7,7 @@ of the frameworks, the backend and the core count. A row is never replaced
 by one from other code or other configs: it is added beside it.
 """
 
+import functools
 import json
 import os
 import platform
@@ -132,6 +133,10 @@ def save_row(path, row, key, defaults=None):
     return rows
 
 
-def latest(rows, key):
-    """The last stored row of each identity under `key` (a function of a row)."""
-    return list({key(r): r for r in rows}.values())
+@functools.cache
+def commit_time(commit):
+    """Seconds since the epoch of `commit` (its "+changes" ignored); 0 if unknown."""
+    if not commit:
+        return 0
+    text = _git(_ROOT, "show", "-s", "--format=%ct", commit.split("+")[0])
+    return int(text) if text.isdigit() else 0

@@ -65,6 +65,7 @@ def sections():
     import harness
     import sadag_table
     import zero_shot_gap
+    from provenance import commit_time
 
     benchmarks_md = os.path.join(_ROOT, "docs", "benchmarks.md")
     result = {
@@ -76,7 +77,7 @@ def sections():
     # Oldest code first: where rows repeat (a float top-1), the newest wins.
     issue28 = sorted(
         _rows("results_zoo_issue28*.json"),
-        key=lambda r: harness.commit_time(r.get("commit")),
+        key=lambda r: commit_time(r.get("commit")),
     )
     result[(benchmarks_md, "zero_shot_issue28")] = zero_shot_gap.markdown(
         issue28
