@@ -248,23 +248,32 @@ class SynthesisTrainer(keras.Model):
         )
         self._bad_steps.assign(ops.where(reduce, 0.0, bad_steps))
 
+    def genie_loss(self, parts):
+        """The batch's loss now: BatchNorm statistics (and the input prior).
+
+        Args:
+            parts: a dict that receives each term by name.
+
+        Returns:
+            The scalar loss.
+        """
+        standardized = self._standardized()
+        images = self._to_input_space(standardized)
+        _, bn_inputs = self._probe(images)
+        parts["bn"] = bn_statistics_loss(
+            bn_inputs, self._means, self._stds, per_sample=self._config.per_sample
+        )
+        loss = parts["bn"]
+        if self._config.prior_weight:
+            parts["prior"] = input_prior_loss(standardized)
+            loss = loss + self._config.prior_weight * parts["prior"]
+        return loss
+
     def train_step(self, data):
         parts = {}
-
-        def loss_fn():
-            standardized = self._standardized()
-            images = self._to_input_space(standardized)
-            _, bn_inputs = self._probe(images)
-            parts["bn"] = bn_statistics_loss(
-                bn_inputs, self._means, self._stds, per_sample=self._config.per_sample
-            )
-            loss = parts["bn"]
-            if self._config.prior_weight:
-                parts["prior"] = input_prior_loss(standardized)
-                loss = loss + self._config.prior_weight * parts["prior"]
-            return loss
-
-        loss = backend.minimize_step(loss_fn, self._optimizers, self._groups)
+        loss = backend.minimize_step(
+            lambda: self.genie_loss(parts), self._optimizers, self._groups
+        )
         self._reduce_on_plateau(loss)
         return {"loss": loss, **parts, "latent_lr": self._optimizers[0].learning_rate}
 
