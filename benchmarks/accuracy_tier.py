@@ -1,13 +1,17 @@
-"""The quantities the CI accuracy tier (tests/test_accuracy_tier.py) asserts, printed.
+"""The quantities the CI accuracy tier (tests/test_accuracy_tier.py) asserts, measured.
 
     KERAS_BACKEND=tensorflow python benchmarks/accuracy_tier.py
+    KERAS_BACKEND=tensorflow python benchmarks/accuracy_tier.py --genie_seeds=1,2,3
 
-Runs the tier's exact settings (same seeds, budgets and image counts) and
-prints every number the tests compare, with the seconds each part took, so
-that the tests' margins come from measured values.
+Runs the tier's exact experiments (`tests/accuracy_tier.py`: same seeds,
+budgets, image counts and stored GENIE images) and prints every number the
+tests compare, with the seconds each part took, so that the tests' margins
+come from measured values. The numbers go, as one row with the tier's
+resolved settings (`configs`) and `provenance.environment()`, to
+`benchmarks/results_accuracy_tier.json`; docs/benchmarks.md's
+`accuracy_tier` table is made from those rows (`benchmarks/tables.py`).
 """
 
-import json
 import os
 import sys
 import tempfile
@@ -17,57 +21,89 @@ import keras
 from absl import app
 from absl import flags
 from provenance import git_commit
+from provenance import save_row
 
 # The experiments live beside the tests that assert on them.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tests import accuracy_tier as tier  # noqa: E402
 
-_OUT = flags.DEFINE_string("out", None, "Optional JSON file for the numbers.")
+RESULTS = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "results_accuracy_tier.json"
+)
+_RESULTS = flags.DEFINE_string("results", RESULTS, "JSON file the row is added to.")
 _GENIE_SEEDS = flags.DEFINE_list(
     "genie_seeds",
     None,
-    "Instead of the tier: GENIE against noise with these seeds (synthesis and "
-    "reconstruction), for the spread the margin must allow for.",
+    "Instead of the tier: MobileNetV2's GENIE against noise with these seeds "
+    "(synthesis and reconstruction; seed 0 uses the stored images), for the "
+    "spread the margin must allow for.",
 )
+
+
+def _timed(seconds, name, function, *args):
+    start = time.time()
+    result = function(*args)
+    seconds[name] = time.time() - start
+    return result
+
+
+def tier_numbers(seconds):
+    """Every number the tier's tests compare, by name."""
+    numbers = dict(_timed(seconds, "real", tier.real_reconstruction_vs_rtn))
+    name = tier.GENIE_MODELS[0]
+    numbers.update(_timed(seconds, "genie_vs_gaussian", tier.genie_vs_gaussian, name))
+    fresh = _timed(seconds, "fresh_genie", tier.fresh_genie)
+    numbers[f"{tier.FRESH_MODEL} fresh genie images mean"] = float(
+        fresh["images"].mean()
+    )
+    numbers[f"{tier.FRESH_MODEL} fresh genie images std"] = float(fresh["images"].std())
+    for key in ("genie bn_mismatch", "gaussian bn_mismatch"):
+        numbers[f"{tier.FRESH_MODEL} fresh {key}"] = fresh[key]
+    numbers.update(
+        _timed(
+            seconds,
+            "calibration_only",
+            tier.calibration_only_w4a4,
+            tier.GENIE_MODELS[1],
+        )
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        files = _timed(seconds, "tflite", tier.tflite_agreements, folder)
+    for key, result in files.items():
+        for field, value in result.items():
+            numbers[f"{key} {field}"] = value
+    return numbers
 
 
 def main(argv):
     del argv
-    numbers = {"commit": git_commit(), "backend": keras.backend.backend()}
+    seconds = {}
     if _GENIE_SEEDS.value:
+        what, numbers = f"genie seeds {','.join(_GENIE_SEEDS.value)}", {}
         for seed in map(int, _GENIE_SEEDS.value):
-            for name in tier.GENIE_MODELS:
-                for key, value in tier.genie_vs_gaussian(name, seed).items():
-                    numbers[f"{key} seed {seed}"] = value
-                print(json.dumps(numbers), flush=True)
-        _write(numbers)
-        return
-    start = time.time()
-    numbers.update(tier.real_reconstruction_vs_rtn())
-    numbers["seconds_real"] = time.time() - start
-    for name in tier.GENIE_MODELS:
-        start = time.time()
-        numbers.update(tier.genie_vs_gaussian(name))
-        numbers[f"seconds_genie_{name}"] = time.time() - start
-    name = tier.GENIE_MODELS[1]
-    numbers.update(tier.calibration_only_w4a4(name))
-    images = tier.genie_models(name)["images"]
-    numbers[f"{name} genie images mean"] = float(images.mean())
-    numbers[f"{name} genie images std"] = float(images.std())
-    start = time.time()
-    with tempfile.TemporaryDirectory() as folder:
-        for key, agreement in tier.tflite_agreements(folder).items():
-            numbers[key] = agreement
-    numbers["seconds_tflite"] = time.time() - start
-    print(json.dumps(numbers, indent=1))
-    _write(numbers)
-
-
-def _write(numbers):
-    if _OUT.value:
-        os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
-        with open(_OUT.value, "w") as f:
-            json.dump(numbers, f, indent=1)
+            values = _timed(
+                seconds,
+                f"seed {seed}",
+                tier.genie_vs_gaussian,
+                tier.GENIE_MODELS[0],
+                seed,
+            )
+            numbers.update({f"{key} seed {seed}": v for key, v in values.items()})
+            print(numbers, flush=True)
+    else:
+        what, numbers = "tier", tier_numbers(seconds)
+    row = {
+        "what": what,
+        "commit": git_commit(),
+        "backend": keras.backend.backend(),
+        "numbers": numbers,
+        "seconds": seconds,
+        "configs": tier.settings(),
+    }
+    for key, value in numbers.items():
+        print(f"{key}: {value:.4g}")
+    print("seconds:", {k: round(v, 1) for k, v in seconds.items()})
+    save_row(_RESULTS.value, row, key=("what", "backend"))
 
 
 if __name__ == "__main__":

@@ -2,28 +2,51 @@
 
     KERAS_BACKEND=tensorflow python benchmarks/sabotage_tier.py rounding
     KERAS_BACKEND=tensorflow python benchmarks/sabotage_tier.py genie
+    KERAS_BACKEND=tensorflow python benchmarks/sabotage_tier.py export
 
 `rounding`: reconstruction with the rounding frozen at nearest
 (`rounding_lr=1e-12`; steps still learned), then
 `test_reconstruction_beats_round_to_nearest_on_real_images`.
 `genie`: `ks.synthesize(method="genie")` returns Gaussian noise in the same
-input space, then `test_genie_beats_gaussian_noise_under_the_same_reconstruction`.
-Exits with pytest's status: 1 (a failed test) is the expected outcome.
+input space, then `test_fresh_genie_matches_batchnorm_statistics_in_the_
+inferred_space` (the tier's reconstruction cases use stored images, which
+this sabotage cannot reach).
+`export`: every activation grid of the exported graph one step off (its
+values shifted up by one step), then the tier's `.tflite` test and
+`tests/test_export.py`'s exactness test.
+Exits with pytest's status: 1 (a failed test) is the expected outcome. The
+outcome of each test, with the tier's settings, is added as a row to
+`benchmarks/results_sabotage_tier.json` (docs/benchmarks.md's
+`sabotage` table).
 """
 
 import dataclasses
 import os
 import sys
 
+import keras
 import pytest
+from provenance import git_commit
+from provenance import save_row
 
 import keras_sagdq as ks
 from keras_sagdq import reconstruction
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_TIER = os.path.join("tests", "test_accuracy_tier.py")
 _TESTS = {
-    "rounding": "test_reconstruction_beats_round_to_nearest_on_real_images",
-    "genie": "test_genie_beats_gaussian_noise_under_the_same_reconstruction",
+    "rounding": [
+        f"{_TIER}::AccuracyTierTest::"
+        "test_reconstruction_beats_round_to_nearest_on_real_images"
+    ],
+    "genie": [
+        f"{_TIER}::AccuracyTierTest::"
+        "test_fresh_genie_matches_batchnorm_statistics_in_the_inferred_space"
+    ],
+    "export": [
+        f"{_TIER}::AccuracyTierTest::test_tflite_file_computes_the_keras_model",
+        "tests/test_export.py::ExportTest::test_verify_agrees_with_the_keras_model",
+    ],
 }
 
 
@@ -46,16 +69,67 @@ def _noise_for_genie():
     ks.synthesize = noise_instead
 
 
+def _shift_export_grids():
+    from keras_sagdq.export import fake_quant_graph
+
+    graph = fake_quant_graph.FakeQuantGraph
+    real = graph._quantize_activation
+
+    def one_step_up(self, x, qmin, qmax, step, nonnegative=False):
+        y = real(self, x, qmin, qmax, step, nonnegative)
+        low, high = self._container(qmin, qmax, step)
+        return fake_quant_graph._fake_quant(y + step, low, high)
+
+    graph._quantize_activation = one_step_up
+
+
+_SABOTAGE = {
+    "rounding": _freeze_rounding,
+    "genie": _noise_for_genie,
+    "export": _shift_export_grids,
+}
+
+
+class _Outcomes:
+    """A pytest plugin that keeps each test's outcome and failure message."""
+
+    def __init__(self):
+        self.outcomes = {}
+
+    def pytest_runtest_logreport(self, report):
+        if report.when == "call" or report.outcome != "passed":
+            message = str(report.longrepr).splitlines()[-1] if report.failed else ""
+            self.outcomes[report.nodeid] = {
+                "outcome": report.outcome,
+                "message": message[:300],
+            }
+
+
 def main():
     if len(sys.argv) != 2 or sys.argv[1] not in _TESTS:
-        sys.exit(f"usage: {sys.argv[0]} rounding|genie")
+        sys.exit(f"usage: {sys.argv[0]} {'|'.join(_TESTS)}")
     what = sys.argv[1]
-    (_freeze_rounding if what == "rounding" else _noise_for_genie)()
+    _SABOTAGE[what]()
     sys.path.insert(0, _ROOT)
-    test_file = os.path.join(_ROOT, "tests", "test_accuracy_tier.py")
-    sys.exit(
-        pytest.main(["-q", "-p", "no:cacheprovider", test_file, "-k", _TESTS[what]])
+    os.chdir(_ROOT)
+    outcomes = _Outcomes()
+    status = pytest.main(["-q", "-p", "no:cacheprovider", *_TESTS[what]], [outcomes])
+    from tests import accuracy_tier as tier
+
+    row = {
+        "sabotage": what,
+        "commit": git_commit(),
+        "backend": keras.backend.backend(),
+        "exit_status": int(status),
+        "tests": outcomes.outcomes,
+        "configs": tier.settings(),
+    }
+    save_row(
+        os.path.join(_ROOT, "benchmarks", "results_sabotage_tier.json"),
+        row,
+        key=("sabotage", "backend"),
     )
+    sys.exit(status)
 
 
 if __name__ == "__main__":

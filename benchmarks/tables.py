@@ -6,7 +6,8 @@
 Each table stands between `<!-- name:begin -->` and `<!-- name:end -->` in a
 markdown file and is made only from rows in `benchmarks/results*.json`, each
 row showing its commit: docs/benchmarks.md (`results`, `export`, `zoo` by
-`harness.py`; `zero_shot_issue28` by `zero_shot_gap.py`), docs/deployment.md
+`harness.py`; `zero_shot_issue28` by `zero_shot_gap.py`; `accuracy_tier` and
+`sabotage` by `accuracy_tier.py` and `sabotage_tier.py`), docs/deployment.md
 (`phone` by `phone_networks.py`) and docs/sadag.md (`sadag`, `sadag_heldout`
 by `sadag_table.py`). `tests/test_doc_tables.py` runs the check.
 """
@@ -59,6 +60,50 @@ def phone_table(rows):
     return "\n".join(lines)
 
 
+def _newest(rows, key):
+    """The row of each key measured with the newest code."""
+    from provenance import commit_time
+
+    newest = {}
+    for r in sorted(rows, key=lambda r: commit_time(r.get("commit"))):
+        newest[key(r)] = r
+    return [newest[k] for k in sorted(newest)]
+
+
+def _value(value):
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def accuracy_tier_table(rows):
+    """docs/benchmarks.md's table of `accuracy_tier.py` rows (newest per run)."""
+    lines = ["| run | backend | quantity | value | commit |", "|---|---|---|---|---|"]
+    for r in _newest(rows, lambda r: (r["what"], r["backend"])):
+        start = f"| {r['what']} | {r['backend']} |"
+        for key, value in r["numbers"].items():
+            lines.append(f"{start} {key} | {_value(value)} | {r['commit']} |")
+        seconds = ", ".join(f"{k} {v:.0f}" for k, v in r["seconds"].items())
+        lines.append(f"{start} seconds | {seconds} | {r['commit']} |")
+    return lines
+
+
+def sabotage_table(rows):
+    """docs/benchmarks.md's table of `sabotage_tier.py` rows (newest per sabotage)."""
+    lines = [
+        "| sabotage | backend | test | outcome | message | commit |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in _newest(rows, lambda r: (r["sabotage"], r["backend"])):
+        for test, result in r["tests"].items():
+            message = result["message"].replace("|", "/")
+            lines.append(
+                f"| {r['sabotage']} | {r['backend']} | `{test.split('::')[-1]}` | "
+                f"{result['outcome']} | {message} | {r['commit']} |"
+            )
+    return lines
+
+
 def sections():
     """`{(doc path, section name): markdown lines}` for every generated table."""
     # Imported here: they load the library (seconds).
@@ -82,6 +127,12 @@ def sections():
     result[(benchmarks_md, "zero_shot_issue28")] = zero_shot_gap.markdown(
         issue28
     ).splitlines()
+    result[(benchmarks_md, "accuracy_tier")] = accuracy_tier_table(
+        _rows("results_accuracy_tier.json")
+    )
+    result[(benchmarks_md, "sabotage")] = sabotage_table(
+        _rows("results_sabotage_tier.json")
+    )
     deployment_md = os.path.join(_ROOT, "docs", "deployment.md")
     result[(deployment_md, "phone")] = phone_table(
         _rows("results_phone_networks.json")
