@@ -518,9 +518,9 @@ def table_sections(results):
     order = {name: i for i, name in enumerate(["FP", *BITS])}
     # Of rows with one key, the one measured with the newest code is shown
     # (file names say nothing about which is newer).
-    results = sorted(results, key=lambda r: commit_time(r.get("commit")))
+    every = sorted(results, key=lambda r: commit_time(r.get("commit")))
     results = sorted(
-        {row_key(r): r for r in results}.values(),
+        {row_key(r): r for r in every}.values(),
         key=lambda r: (
             r["model"],
             r["backend"],
@@ -564,6 +564,12 @@ def table_sections(results):
             f"| {100 * r['top1']:.2f} | {delta} | {stages} | {r['peak_mb']:.0f} | "
             f"{r.get('commit', '-')} |"
         )
+    superseded = len(every) - len(results)
+    lines.append("")
+    lines.append(
+        f"{superseded} older rows of these keys (other commits or configs) stay in "
+        "the results files, superseded by the rows shown."
+    )
     sections["results"] = lines
     exported = [r for r in results if r.get("tflite") and not r["quick"]]
     lines = [
@@ -576,6 +582,8 @@ def table_sections(results):
     for r in exported:
         t = r["tflite"]
         agreement = f"{100 * t['agreement']:.2f}" if "agreement" in t else "-"
+        if "export_check_error" in t:
+            agreement += " (failed the export check)"
         two = (
             f"{t['latency_ms_2_threads'] / t['float_latency_ms_2_threads']:.2f}"
             if "latency_ms_2_threads" in t

@@ -7,7 +7,8 @@ Each table stands between `<!-- name:begin -->` and `<!-- name:end -->` in a
 markdown file and is made only from rows in `benchmarks/results*.json`, each
 row showing its commit: docs/benchmarks.md (`results`, `export`, `zoo` by
 `harness.py`; `zero_shot_issue28` by `zero_shot_gap.py`; `accuracy_tier` and
-`sabotage` by `accuracy_tier.py` and `sabotage_tier.py`), docs/deployment.md
+`sabotage` by `accuracy_tier.py` and `sabotage_tier.py`), README.md
+(`main_job` by `scripts/time_main_job.sh`), docs/deployment.md
 (`phone` by `phone_networks.py`) and docs/sadag.md (`sadag`, `sadag_heldout`
 by `sadag_table.py`). `tests/test_doc_tables.py` runs the check.
 """
@@ -104,6 +105,28 @@ def sabotage_table(rows):
     return lines
 
 
+def main_job_table(rows):
+    """README's table of `scripts/time_main_job.sh` rows (newest first)."""
+    lines = [
+        "| commit | wall time | synthesis | reconstruction | export | top-1 float / "
+        "quantized / .tflite | load average | cores |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in reversed(_newest(rows, lambda r: (r["commit"],))):
+        seconds, top1 = r["summary"]["seconds"], r["summary"]["top1"]
+        accuracy = " / ".join(
+            f"{100 * top1[k]:.2f} %" for k in ("float", "quantized", "tflite")
+        )
+        lines.append(
+            f"| {r['commit']} | {r['wall_seconds'] / 60:.1f} min "
+            f"({r['wall_seconds']} s) | {seconds['synthesis']:.0f} s | "
+            f"{seconds['reconstruction']:.0f} s | "
+            f"{seconds['export']:.0f} s | {accuracy} | {r['load_average']} | "
+            f"{r['environment']['cpu_count']} |"
+        )
+    return lines
+
+
 def sections():
     """`{(doc path, section name): markdown lines}` for every generated table."""
     # Imported here: they load the library (seconds).
@@ -127,6 +150,8 @@ def sections():
     result[(benchmarks_md, "zero_shot_issue28")] = zero_shot_gap.markdown(
         issue28
     ).splitlines()
+    readme = os.path.join(_ROOT, "README.md")
+    result[(readme, "main_job")] = main_job_table(_rows("results_main_job.json"))
     result[(benchmarks_md, "accuracy_tier")] = accuracy_tier_table(
         _rows("results_accuracy_tier.json")
     )

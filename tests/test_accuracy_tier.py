@@ -33,15 +33,16 @@ tensorflow_only = unittest.skipUnless(
     "PyTorch to the same numbers",
 )
 
-# Reconstruction minus round-to-nearest on 1000 test images, TensorFlow:
-# +1.7 pt at W4A4 and +27.6 pt at W2A4 (issue 29 measurement).
+# Reconstruction minus round-to-nearest on 1000 test images, TensorFlow,
+# b337d83 (`benchmarks/accuracy_tier.py`, docs/benchmarks.md "Accuracy
+# tier"): 91.7 -> 93.4 % at W4A4, 61.2 -> 88.8 % at W2A4.
 RECONSTRUCTION_MARGIN = {"W4A4": 0.005, "W2A4": 0.15}
-# W2A4 after reconstruction: 88.8 % with learned rounding, 82.4 % with the
-# rounding frozen at nearest (`benchmarks/sabotage_tier.py rounding`).
+# W2A4 after reconstruction: 88.8 % with learned rounding, about 82 % with
+# the rounding frozen at nearest (`benchmarks/sabotage_tier.py rounding`).
 LEARNED_ROUNDING_W2A4_FLOOR = 0.86
-# MobileNetV2 W3A3, 30 reconstruction steps per block, TensorFlow, seeds 0-3
-# (`benchmarks/accuracy_tier.py --genie_seeds`): GENIE 69-88 %, Gaussian
-# noise in the same input space 21-29 %.
+# MobileNetV2 W3A3, 30 reconstruction steps per block, TensorFlow: GENIE
+# 88.1 %, Gaussian noise in the same input space 23.5 % on the stored
+# images (b337d83); other seeds in the `--genie_seeds` row.
 GENIE_MARGIN = 0.15
 
 
@@ -77,15 +78,16 @@ class AccuracyTierTest(TestCase):
         # The training pixels' mean and std are 0.286 and 0.353.
         self.assertBetween(float(images.mean()), 0.236, 0.336)
         self.assertBetween(float(images.std()), 0.30, 0.41)
-        # Measured: GENIE 0.03, noise 0.9 on both backends (issue 29).
-        self.assertLess(fresh["genie bn_mismatch"], 0.2)
+        # Measured (TensorFlow, b337d83): GENIE 0.012, Gaussian noise in the
+        # same space 0.35 (`benchmarks/accuracy_tier.py`).
+        self.assertLess(fresh["genie bn_mismatch"], 0.05)
         self.assertLess(
             fresh["genie bn_mismatch"], 0.25 * fresh["gaussian bn_mismatch"]
         )
 
     @tensorflow_only
     def test_stored_genie_images_calibrate_far_better_than_standardized_noise(self):
-        # Measured (TensorFlow): FP 92.9 %, GENIE 90.3 %, noise 53.6 %.
+        # Measured (TensorFlow, b337d83): FP 92.9 %, GENIE 90.3 %, noise 54.8 %.
         name = tier.GENIE_MODELS[1]
         top1 = tier.calibration_only_w4a4(name)
         genie = top1[f"{name} W4A4 calibrate genie"]
@@ -124,5 +126,7 @@ class AccuracyTierTest(TestCase):
             # Agreement on 99.7 % of the images also keeps the file's top-1
             # within 0.3 pt of the Keras model's.
             self.assertGreaterEqual(result["agreement"], 0.997, key)
-            # Measured: ... steps.
-            self.assertLess(result["mean_error_steps"], 0.05, key)
+            # Measured (b337d83): mean 0.033 steps (max 6) for ResNet-20,
+            # whose residual additions TFLite rescales with its own rounding;
+            # 0 for MobileNetV2. A grid one step off gives about 1.
+            self.assertLess(result["mean_error_steps"], 0.1, key)
