@@ -98,7 +98,8 @@ class _Outcomes:
 
     def pytest_runtest_logreport(self, report):
         if report.when == "call" or report.outcome != "passed":
-            message = str(report.longrepr).splitlines()[-1] if report.failed else ""
+            crash = getattr(report.longrepr, "reprcrash", None)
+            message = crash.message.splitlines()[0] if crash is not None else ""
             self.outcomes[report.nodeid] = {
                 "outcome": report.outcome,
                 "message": message[:300],
