@@ -31,6 +31,12 @@ RESULTS = os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "results_accuracy_tier.json"
 )
 _RESULTS = flags.DEFINE_string("results", RESULTS, "JSON file the row is added to.")
+_PARTS = flags.DEFINE_list(
+    "parts",
+    ["real", "genie_vs_gaussian", "fresh_genie", "calibration_only", "tflite"],
+    "The tier's experiments to run (the tests run each on the backend named in "
+    "tests/test_accuracy_tier.py).",
+)
 _GENIE_SEEDS = flags.DEFINE_list(
     "genie_seeds",
     None,
@@ -47,31 +53,57 @@ def _timed(seconds, name, function, *args):
     return result
 
 
-def tier_numbers(seconds):
-    """Every number the tier's tests compare, by name."""
-    numbers = dict(_timed(seconds, "real", tier.real_reconstruction_vs_rtn))
+def _real(seconds):
+    return _timed(seconds, "real", tier.real_reconstruction_vs_rtn)
+
+
+def _genie_vs_gaussian(seconds):
     name = tier.GENIE_MODELS[0]
-    numbers.update(_timed(seconds, "genie_vs_gaussian", tier.genie_vs_gaussian, name))
+    return _timed(seconds, "genie_vs_gaussian", tier.genie_vs_gaussian, name)
+
+
+def _fresh_genie(seconds):
     fresh = _timed(seconds, "fresh_genie", tier.fresh_genie)
-    numbers[f"{tier.FRESH_MODEL} fresh genie images mean"] = float(
-        fresh["images"].mean()
-    )
-    numbers[f"{tier.FRESH_MODEL} fresh genie images std"] = float(fresh["images"].std())
-    for key in ("genie bn_mismatch", "gaussian bn_mismatch"):
-        numbers[f"{tier.FRESH_MODEL} fresh {key}"] = fresh[key]
-    numbers.update(
-        _timed(
-            seconds,
-            "calibration_only",
-            tier.calibration_only_w4a4,
-            tier.GENIE_MODELS[1],
-        )
-    )
+    name = tier.FRESH_MODEL
+    return {
+        f"{name} fresh genie images mean": float(fresh["images"].mean()),
+        f"{name} fresh genie images std": float(fresh["images"].std()),
+        **{
+            f"{name} fresh {k}": fresh[k]
+            for k in ("genie bn_mismatch", "gaussian bn_mismatch")
+        },
+    }
+
+
+def _calibration_only(seconds):
+    name = tier.GENIE_MODELS[1]
+    return _timed(seconds, "calibration_only", tier.calibration_only_w4a4, name)
+
+
+def _tflite(seconds):
     with tempfile.TemporaryDirectory() as folder:
         files = _timed(seconds, "tflite", tier.tflite_agreements, folder)
-    for key, result in files.items():
-        for field, value in result.items():
-            numbers[f"{key} {field}"] = value
+    return {
+        f"{key} {field}": value
+        for key, result in files.items()
+        for field, value in result.items()
+    }
+
+
+PARTS = {
+    "real": _real,
+    "genie_vs_gaussian": _genie_vs_gaussian,
+    "fresh_genie": _fresh_genie,
+    "calibration_only": _calibration_only,
+    "tflite": _tflite,
+}
+
+
+def tier_numbers(seconds, parts=tuple(PARTS)):
+    """Every number the tier's tests compare, by name (of the `parts` asked for)."""
+    numbers = {}
+    for part in parts:
+        numbers.update(PARTS[part](seconds))
     return numbers
 
 
@@ -91,7 +123,11 @@ def main(argv):
             numbers.update({f"{key} seed {seed}": v for key, v in values.items()})
             print(numbers, flush=True)
     else:
-        what, numbers = "tier", tier_numbers(seconds)
+        unknown = sorted(set(_PARTS.value) - set(PARTS))
+        if unknown:
+            raise app.UsageError(f"Unknown parts {unknown}; choose from {list(PARTS)}.")
+        what = "tier" if list(_PARTS.value) == list(PARTS) else "tier parts"
+        numbers = tier_numbers(seconds, _PARTS.value)
     row = {
         "what": what,
         "commit": git_commit(),

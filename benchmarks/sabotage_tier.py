@@ -1,7 +1,7 @@
 """Break a method on purpose and run the accuracy-tier test that must catch it.
 
     KERAS_BACKEND=tensorflow python benchmarks/sabotage_tier.py rounding
-    KERAS_BACKEND=tensorflow python benchmarks/sabotage_tier.py genie
+    KERAS_BACKEND=torch python benchmarks/sabotage_tier.py genie
     KERAS_BACKEND=tensorflow python benchmarks/sabotage_tier.py export
 
 `rounding`: reconstruction with the rounding frozen at nearest
@@ -83,6 +83,8 @@ def _shift_export_grids():
     graph._quantize_activation = one_step_up
 
 
+# The backend whose test run holds each case (tests/test_accuracy_tier.py).
+_BACKEND = {"rounding": "tensorflow", "genie": "torch", "export": "tensorflow"}
 _SABOTAGE = {
     "rounding": _freeze_rounding,
     "genie": _noise_for_genie,
@@ -110,6 +112,11 @@ def main():
     if len(sys.argv) != 2 or sys.argv[1] not in _TESTS:
         sys.exit(f"usage: {sys.argv[0]} {'|'.join(_TESTS)}")
     what = sys.argv[1]
+    if keras.backend.backend() != _BACKEND[what]:
+        sys.exit(
+            f"The tier checks {what!r} in its {_BACKEND[what]} run: "
+            f"KERAS_BACKEND={_BACKEND[what]} python {sys.argv[0]} {what}"
+        )
     _SABOTAGE[what]()
     sys.path.insert(0, _ROOT)
     os.chdir(_ROOT)

@@ -9,10 +9,11 @@ are printed by `benchmarks/accuracy_tier.py` (docs/benchmarks.md, "Accuracy
 tier"); `benchmarks/sabotage_tier.py` breaks each method and shows the test
 that fails. Needs Fashion-MNIST (scripts/run_tests.sh installs it).
 
-The experiments run on TensorFlow only (the faster backend here); PyTorch
-is held to computing the same calibration, reconstruction steps and
-GENIE gradients (tests/test_backend_equality.py), which costs seconds
-instead of minutes.
+Each experiment runs on one backend: reconstruction and export on
+TensorFlow (the faster backend here), the fresh synthesis and the
+calibration on stored images on PyTorch. The backends are held to
+computing the same calibration, reconstruction steps and GENIE gradients
+(tests/test_backend_equality.py), which costs seconds instead of minutes.
 """
 
 import json
@@ -32,6 +33,14 @@ tensorflow_only = unittest.skipUnless(
     "heavy tier case: run on TensorFlow; tests/test_backend_equality.py holds "
     "PyTorch to the same numbers",
 )
+# PyTorch repeats a GENIE run bit for bit (TensorFlow does not at batch 64),
+# and the two backends' test runs share CI's cores: the fresh synthesis
+# runs there, the reconstruction cases on TensorFlow.
+torch_only = unittest.skipUnless(
+    keras.backend.backend() == "torch",
+    "fresh-synthesis tier case: run on PyTorch; tests/test_backend_equality.py "
+    "holds TensorFlow to the same GENIE gradients",
+)
 
 # Reconstruction minus round-to-nearest on 1000 test images, TensorFlow,
 # b337d83 (`benchmarks/accuracy_tier.py`, docs/benchmarks.md "Accuracy
@@ -42,8 +51,10 @@ RECONSTRUCTION_MARGIN = {"W4A4": 0.005, "W2A4": 0.15}
 LEARNED_ROUNDING_W2A4_FLOOR = 0.86
 # MobileNetV2 W3A3, 30 reconstruction steps per block, TensorFlow: GENIE
 # 88.1 %, Gaussian noise in the same input space 23.5 % on the stored
-# images (b337d83); other seeds in the `--genie_seeds` row.
-GENIE_MARGIN = 0.15
+# images (b337d83); seeds 1-3 synthesized afresh (a5916a5, `--genie_seeds`):
+# 87.9 / 23.9, 82.6 / 25.6, 88.0 / 25.7. Issue 11's worst seed was 68.6 /
+# 27.0: the margin stays below that 41.6-point gap.
+GENIE_MARGIN = 0.3
 
 
 @unittest.skipUnless(tier.has_data(), "Fashion-MNIST not installed")
@@ -68,7 +79,7 @@ class AccuracyTierTest(TestCase):
         noise = top1[f"{name} W3A3 reconstruct gaussian"]
         self.assertGreater(genie, noise + GENIE_MARGIN)
 
-    @tensorflow_only
+    @torch_only
     def test_fresh_genie_matches_batchnorm_statistics_in_the_inferred_space(self):
         # The stored images cannot show that synthesis still works: this
         # run does. mobilenet_unit_range takes [0, 1] pixels and declares
@@ -78,16 +89,18 @@ class AccuracyTierTest(TestCase):
         # The training pixels' mean and std are 0.286 and 0.353.
         self.assertBetween(float(images.mean()), 0.236, 0.336)
         self.assertBetween(float(images.std()), 0.30, 0.41)
-        # Measured (TensorFlow, b337d83): GENIE 0.012, Gaussian noise in the
-        # same space 0.35 (`benchmarks/accuracy_tier.py`).
+        # Measured (`benchmarks/accuracy_tier.py`): GENIE 0.011, Gaussian
+        # noise in the same space 0.36 (PyTorch, 5585d11); 0.012 and 0.35 on
+        # TensorFlow (b337d83).
         self.assertLess(fresh["genie bn_mismatch"], 0.05)
         self.assertLess(
             fresh["genie bn_mismatch"], 0.25 * fresh["gaussian bn_mismatch"]
         )
 
-    @tensorflow_only
+    @torch_only
     def test_stored_genie_images_calibrate_far_better_than_standardized_noise(self):
-        # Measured (TensorFlow, b337d83): FP 92.9 %, GENIE 90.3 %, noise 54.8 %.
+        # Measured (PyTorch 5585d11, TensorFlow b337d83 alike): FP 92.9 %,
+        # GENIE 90.3 %, noise 54.8 %.
         name = tier.GENIE_MODELS[1]
         top1 = tier.calibration_only_w4a4(name)
         genie = top1[f"{name} W4A4 calibrate genie"]

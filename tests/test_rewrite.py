@@ -250,6 +250,13 @@ class ApplicationsTest(TestCase):
         ("mobilenet_v2", keras.applications.MobileNetV2, 53, 52),
     )
     def test_rewrite(self, builder, num_quantized, num_folded):
+        if builder is keras.applications.ResNet50 and keras.backend.backend() == (
+            "tensorflow"
+        ):
+            # The rewrite reads the Keras graph, the same on both backends;
+            # ResNet50's weight search took 38 s of CI's TensorFlow run
+            # against 12 s on PyTorch. MobileNetV2 still runs on both.
+            self.skipTest("ResNet50's rewrite runs on PyTorch")
         model = builder(weights=None, input_shape=(64, 64, 3))
         qmodel = ks.quantize_model(model, ks.QuantConfig(4, 4))
         report = qmodel.quantization_report
