@@ -35,9 +35,9 @@ import keras
 import numpy as np
 from absl import app
 from absl import flags
-from provenance import commit_time
 from provenance import git_commit
 from provenance import library_state
+from provenance import newest
 from provenance import save_row
 from tflite_measure import float_tflite
 from tflite_measure import latency_pair
@@ -518,9 +518,9 @@ def table_sections(results):
     order = {name: i for i, name in enumerate(["FP", *BITS])}
     # Of rows with one key, the one measured with the newest code is shown
     # (file names say nothing about which is newer).
-    every = sorted(results, key=lambda r: commit_time(r.get("commit")))
+    every = results
     results = sorted(
-        {row_key(r): r for r in every}.values(),
+        newest(every, row_key),
         key=lambda r: (
             r["model"],
             r["backend"],

@@ -140,3 +140,15 @@ def commit_time(commit):
         return 0
     text = _git(_ROOT, "show", "-s", "--format=%ct", commit.split("+")[0])
     return int(text) if text.isdigit() else 0
+
+
+def newest(rows, key):
+    """Of the rows sharing `key(row)`, the one measured with the newest code.
+
+    Rows are ordered by their commit's time; of rows from one commit, the
+    later in `rows` wins. Returns one row per key.
+    """
+    chosen = {}
+    for r in sorted(rows, key=lambda r: commit_time(r.get("commit"))):
+        chosen[key(r)] = r
+    return list(chosen.values())

@@ -62,13 +62,10 @@ def phone_table(rows):
 
 
 def _newest(rows, key):
-    """The row of each key measured with the newest code."""
-    from provenance import commit_time
+    """The row of each key measured with the newest code, in key order."""
+    from provenance import newest
 
-    newest = {}
-    for r in sorted(rows, key=lambda r: commit_time(r.get("commit"))):
-        newest[key(r)] = r
-    return [newest[k] for k in sorted(newest)]
+    return sorted(newest(rows, key), key=key)
 
 
 def _value(value):

@@ -192,27 +192,25 @@ def stored_genie(name):
             raise FileNotFoundError(
                 f"The tier's fixture {directory!r} has no {file}; {_REMAKE}."
             )
-    model = ks.models.load_shipped_model(name)
     try:
-        images = ks.synthesize(
-            model, directory=directory, seed=GENIE_SEED, **_genie_arguments()
-        )
+        return _genie_in(directory, name, GENIE_SEED)
     except ValueError as error:
         raise ValueError(f"Stale fixture: {error} Or {_REMAKE}.") from None
+
+
+def _genie_in(directory, name, seed):
+    """The tier's GENIE images of `name` synthesized into (or loaded from)
+    `directory`, and the input space saved there with them."""
+    model = ks.models.load_shipped_model(name)
+    images = ks.synthesize(model, directory=directory, seed=seed, **_genie_arguments())
     with open(os.path.join(directory, "input_space.json")) as f:
-        space = InputSpace.from_dict(json.load(f))
-    return images, space
+        return images, InputSpace.from_dict(json.load(f))
 
 
 def _synthesized_genie(name, seed):
     """Images as `stored_genie` makes them, with another seed (not stored)."""
-    model = ks.models.load_shipped_model(name)
     with tempfile.TemporaryDirectory() as directory:
-        images = ks.synthesize(
-            model, directory=directory, seed=seed, **_genie_arguments()
-        )
-        with open(os.path.join(directory, "input_space.json")) as f:
-            return images, InputSpace.from_dict(json.load(f))
+        return _genie_in(directory, name, seed)
 
 
 @functools.cache
@@ -350,8 +348,7 @@ def write_fixtures():
     for name in GENIE_MODELS:
         directory = os.path.join(FIXTURES, name)
         shutil.rmtree(directory, ignore_errors=True)
-        model = ks.models.load_shipped_model(name)
-        ks.synthesize(model, directory=directory, seed=GENIE_SEED, **_genie_arguments())
+        _genie_in(directory, name, GENIE_SEED)
         print(f"Wrote {directory}")
 
 

@@ -29,6 +29,7 @@ from keras_sagdq import backend
 from keras_sagdq.datasets import fashion_mnist
 from keras_sagdq.reconstruction import reconstruction_config
 from keras_sagdq.synthesis.probe import BatchNormProbe
+from keras_sagdq.synthesis.storage import settings_differences
 from keras_sagdq.synthesis.trainer import SynthesisTrainer
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "backend_equality")
@@ -160,15 +161,8 @@ def load_fixture():
     with open(path) as f:
         stored = json.load(f)
     now = json.loads(json.dumps(settings()))
-    changed = sorted(
-        k
-        for k in set(stored) | set(now)
-        if k != "made_with" and stored.get(k) != now.get(k)
-    )
-    if changed:
-        detail = "; ".join(
-            f"{k}: stored {stored.get(k)!r}, now {now.get(k)!r}" for k in changed
-        )
+    detail = settings_differences(stored, now, ignore=("made_with",))
+    if detail:
         raise ValueError(f"Stale fixture {FIXTURE!r} ({detail}); {_REMAKE}")
     arrays = {}
     for part in ("reconstruction", "synthesis"):

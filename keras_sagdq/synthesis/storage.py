@@ -43,15 +43,8 @@ class BatchStore:
                     "delete the directory or use another one. Received: "
                     f"directory={self.directory!r}"
                 ) from None
-            stored, now = _flatten(stored), _flatten(settings)
-            differences = sorted(
-                k for k in set(stored) | set(now) if stored.get(k) != now.get(k)
-            )
-            if differences:
-                detail = "; ".join(
-                    f"{k}: stored {stored.get(k)!r}, now {now.get(k)!r}"
-                    for k in differences
-                )
+            detail = settings_differences(stored, settings)
+            if detail:
                 raise ValueError(
                     f"Directory {self.directory!r} holds files made with other "
                     f"settings ({detail}). Use another directory, or delete it to "
@@ -144,6 +137,23 @@ class BatchStore:
     def save_json(self, name, data):
         path = os.path.join(self.directory, name)
         _write_atomically(path, lambda f: f.write(json.dumps(data, indent=1).encode()))
+
+
+def settings_differences(stored, now, ignore=()):
+    """The fields where two settings dicts differ, as one line; "" if none.
+
+    Nested dicts are compared field by field, each named by its dotted path
+    (`config.steps: stored 100, now 200`); top-level keys in `ignore` are
+    left out.
+    """
+    stored = _flatten({k: v for k, v in stored.items() if k not in ignore})
+    now = _flatten({k: v for k, v in now.items() if k not in ignore})
+    differences = sorted(
+        k for k in set(stored) | set(now) if stored.get(k) != now.get(k)
+    )
+    return "; ".join(
+        f"{k}: stored {stored.get(k)!r}, now {now.get(k)!r}" for k in differences
+    )
 
 
 def _flatten(settings, prefix=""):
