@@ -12,6 +12,7 @@ step. No real data is involved. Rows are merged into
 `benchmarks/results_generator_size.json`.
 """
 
+import dataclasses
 import json
 import os
 import platform
@@ -28,6 +29,7 @@ import keras_sagdq as ks
 from keras_sagdq.models import REFERENCE_MODELS
 from keras_sagdq.models import load_reference_model
 from keras_sagdq.synthesis import build_generator
+from keras_sagdq.synthesis import synthesis_config
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _MODELS = flags.DEFINE_list("models", list(REFERENCE_MODELS), "Reference models.")
@@ -70,6 +72,12 @@ def measure(name, channels, seed):
     shape = tuple(model.inputs[0].shape[1:])
     generator = build_generator(shape, feature_channels=channels)
     times = np.diff(losses.times)
+    config = synthesis_config(
+        "genie",
+        steps=_STEPS.value,
+        batch_size=_BATCH_SIZE.value,
+        generator_channels=channels,
+    )
     return dict(
         model=name,
         backend=keras.backend.backend(),
@@ -86,6 +94,7 @@ def measure(name, channels, seed):
         s_per_step=float(np.median(times)),
         load_average=os.getloadavg()[0],
         machine=f"{platform.machine()}, {os.cpu_count()} CPUs",
+        configs={"synthesis": dataclasses.asdict(config)},
     )
 
 

@@ -22,6 +22,7 @@ Rows are merged into `benchmarks/results_large_inputs.json` (a rerun replaces
 the row with the same model, size and backend).
 """
 
+import dataclasses
 import json
 import os
 import platform
@@ -177,6 +178,26 @@ def run_stage(stage, name, size, workdir):
     return row
 
 
+def _configs():
+    """The resolved configs the stages run with (every field)."""
+    import keras_sagdq as ks
+
+    synthesis = ks.synthesis.synthesis_config(
+        "genie",
+        steps=_SYNTHESIS_STEPS.value,
+        batch_size=_BATCH_SIZE.value,
+        generator_channels=_GENERATOR_CHANNELS.value,
+    )
+    reconstruction = ks.reconstruction.reconstruction_config(
+        steps=_RECONSTRUCTION_STEPS.value, batch_size=_RECONSTRUCTION_BATCH.value
+    )
+    return {
+        "synthesis": dataclasses.asdict(synthesis),
+        "reconstruction": dataclasses.asdict(reconstruction),
+        "quant_config": dataclasses.asdict(ks.QuantConfig(4, 4)),
+    }
+
+
 def measure(name, size):
     """All stages of one model, each in a child process; one row."""
     row = dict(
@@ -190,6 +211,7 @@ def measure(name, size):
         reconstruction_batch=_RECONSTRUCTION_BATCH.value,
         generator_channels=_GENERATOR_CHANNELS.value,
         machine=f"{platform.machine()}, {os.cpu_count()} CPUs",
+        configs=_configs(),
         stages={},
     )
     with tempfile.TemporaryDirectory() as workdir:

@@ -18,6 +18,7 @@ the paper and fast profiles' step counts (`q0`'s reconstruction not
 counted). Rows are merged into `benchmarks/synthesis_speed.json`.
 """
 
+import dataclasses
 import json
 import os
 import platform
@@ -101,7 +102,8 @@ def time_model(name, steps, batch_size, neighbor_every):
     seconds["genie_overhead_per_batch"] = _overhead_per_batch(
         model, batch_size, 1.0 / seconds["genie"]
     )
-    q0 = ks.quantize_model(model, ks.QuantConfig(4, 4))
+    quant_config = ks.QuantConfig(4, 4)
+    q0 = ks.quantize_model(model, quant_config)
     ks.calibrate_activations(q0, genie.images())
     ks.set_mode(q0, "hard")
     pair = HeadPair(BatchNormProbe(model), q0)
@@ -132,6 +134,11 @@ def time_model(name, steps, batch_size, neighbor_every):
             for every in (1, neighbor_every)
         },
         machine=f"{platform.machine()}, {os.cpu_count()} CPUs",
+        configs={
+            "synthesis": dataclasses.asdict(config),
+            "refinement": dataclasses.asdict(refine_config),
+            "quant_config": dataclasses.asdict(quant_config),
+        },
     )
 
 
