@@ -33,6 +33,7 @@ from keras_sagdq.config import QuantConfig
 from keras_sagdq.export import export_tflite
 from keras_sagdq.export import run_tflite
 from keras_sagdq.export import verify_tflite
+from keras_sagdq.fidelity import output_fidelity
 from keras_sagdq.graph import LayerReport
 from keras_sagdq.graph import QuantizationReport
 from keras_sagdq.graph import quantize_model
@@ -66,6 +67,7 @@ __all__ = [
     "input_range",
     "layers",
     "models",
+    "output_fidelity",
     "quantization_off",
     "quantize",
     "quantize_model",

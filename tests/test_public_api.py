@@ -32,6 +32,7 @@ class PublicApiTest(TestCase):
                 "input_range",
                 "layers",
                 "models",
+                "output_fidelity",
                 "quantization_off",
                 "quantize",
                 "quantize_model",
