@@ -57,7 +57,8 @@ class ReconstructionConfig:
 
     Args:
         steps: optimization steps per block.
-        batch_size: images per step.
+        batch_size: images per step (an odd batch, or fewer images than
+            `batch_size` of an odd count, is rounded down to an even one).
         weight_step_lr: Adam rate of the weight steps.
         activation_step_lr: initial Adam rate of the activation steps
             (cosine decay to 0 over `steps`).
@@ -424,13 +425,17 @@ class BlockTrainer(keras.Model):
 def batch_indices(count, config, seed):
     """`(config.steps, batch)` int32 indices of random batches of `count` samples.
 
-    Each batch is drawn without replacement, independently across steps;
-    `batch` is `config.batch_size`, or `count` if that is smaller.
+    Each batch is drawn without replacement (with replacement only for a
+    single image), independently across steps. `batch` is
+    `config.batch_size`, or `count` if that is smaller, rounded down to an
+    even number of at least 2: oneDNN's filter gradient of a strided 1x1
+    convolution (ResNet shortcuts) aborts or corrupts the heap for odd
+    batches on this project's CPUs, under TensorFlow and PyTorch alike.
     """
     rng = np.random.default_rng(seed)
-    batch = min(config.batch_size, count)
+    batch = max(2, min(config.batch_size, count) // 2 * 2)
     return np.stack(
-        [rng.choice(count, batch, replace=False) for _ in range(config.steps)]
+        [rng.choice(count, batch, replace=batch > count) for _ in range(config.steps)]
     ).astype("int32")
 
 

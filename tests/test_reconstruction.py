@@ -93,8 +93,23 @@ class BatchIndicesTest(TestCase):
         self.assertEqual(set(indices.ravel()), set(range(20)))
         self.assertTrue(np.array_equal(indices, batch_indices(20, config, seed=3)))
         self.assertFalse(np.array_equal(indices, batch_indices(20, config, seed=4)))
-        # Fewer samples than the batch size: every batch holds all of them.
-        self.assertEqual(batch_indices(5, config, seed=0).shape, (50, 5))
+        # Fewer samples than the batch size: every batch holds all of them,
+        # but an odd count is rounded down to an even batch, and one image
+        # is drawn twice.
+        self.assertEqual(batch_indices(6, config, seed=0).shape, (50, 6))
+        self.assertEqual(batch_indices(5, config, seed=0).shape, (50, 4))
+        self.assertEqual(set(batch_indices(1, config, seed=0).ravel()), {0})
+        self.assertEqual(batch_indices(1, config, seed=0).shape, (50, 2))
+        odd = ReconstructionConfig(steps=3, batch_size=7)
+        self.assertEqual(batch_indices(20, odd, seed=0).shape, (3, 6))
+
+    def test_an_odd_image_count_reconstructs_a_strided_shortcut(self):
+        # oneDNN's filter gradient of `b1_short` (1x1, stride 2) aborted or
+        # crashed the process on odd batches (7 images: batch 7).
+        model = tiny_resnet()
+        qmodel = ks.quantize_model(model, ks.QuantConfig(4, 4))
+        histories = ks.reconstruct(qmodel, model, random_images(7), steps=5, verbose=0)
+        self.assertTrue(all(np.isfinite(h.history["loss"][-1]) for h in histories))
 
 
 class ReconstructTest(TestCase):

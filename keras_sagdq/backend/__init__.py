@@ -50,6 +50,37 @@ def value_and_grad(loss_fn, variables):
     return _impl().value_and_grad(loss_fn, list(variables))
 
 
+def gradient_function(loss_fn, variables):
+    """A function `(*tensors) -> (loss, grads)` of `loss_fn(*tensors)`.
+
+    For gradients outside `fit`, over many batches: on TensorFlow the
+    function is traced once per input shape (eager convolution gradients
+    of oneDNN crashed on some batch sizes, graph ones do not, and tracing
+    is faster); on PyTorch it runs eagerly.
+
+    Args:
+        loss_fn: a callable of tensors returning a scalar tensor; Python
+            state it reads (e.g. layer modes) is fixed at the first call.
+        variables: list of `keras.Variable`.
+
+    Returns:
+        A callable returning `(loss, grads)` as `value_and_grad` does.
+
+    Example:
+
+    >>> v = keras.Variable(3.0)
+    >>> grad_fn = gradient_function(lambda x: v * x, [v])
+    >>> float(grad_fn(keras.ops.convert_to_tensor(2.0))[1][0])
+    2.0
+    """
+    variables = list(variables)
+
+    def value_and_grads(*tensors):
+        return value_and_grad(lambda: loss_fn(*tensors), variables)
+
+    return _impl().traced(value_and_grads)
+
+
 def minimize_step(loss_fn, optimizers, groups):
     """One step of several optimizers, each on its own group of variables.
 

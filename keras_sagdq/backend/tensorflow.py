@@ -19,6 +19,10 @@ def value_and_grad(loss_fn, variables):
     return loss, grads
 
 
+def traced(function):
+    return tf.function(function, reduce_retracing=True)
+
+
 def apply_gradients(optimizer, grads, variables):
     # Outside a tf.distribute strategy there is one replica: leave out the
     # all-reduce, whose traced form is never freed (see private_api).
