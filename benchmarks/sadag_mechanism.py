@@ -5,7 +5,8 @@
 
 Per model, bit setting and seed, on one shared GENIE warm-up and one `q0`:
 the arms `genie` (the warm-up's own images), `sadag` (the fast preset) and
-its ablations (`gm_weight=0`, `div_weight=0`, `neighbor="random"`), and
+its ablations (`gm_weight=0`, `div_weight=0`, `neighbor="random"`), the
+wider matching `match="blocks"` (`sadag_blocks`), and
 `genie_equal_time`: GENIE given SADAG's wall time end to end (warm-up, `q0`
 and refinement as measured in this run). For each arm:
 
@@ -53,6 +54,8 @@ ABLATIONS = {
     "sadag_gm0": {"gm_weight": 0.0},
     "sadag_div0": {"div_weight": 0.0},
     "sadag_random": {"neighbor": "random"},
+    # Beyond the paper: gradients matched at every block too.
+    "sadag_blocks": {"match": "blocks"},
 }
 _MODELS = flags.DEFINE_list("models", ["resnet20_fashion_mnist"], "Models.")
 _BITS = flags.DEFINE_list("bits", ["W2A4"], "Bit settings.")

@@ -210,3 +210,78 @@ class RefinementTrainerTest(TestCase):
         self.assertAllClose(reused.images(), fresh.images(), atol=0.05)
         with self.assertRaisesRegex(ValueError, "memory_size"):
             reused.set_earlier(tuple(np.concatenate([e] * 3) for e in self.earlier))
+
+
+class BlockMatchingTest(TestCase):
+    """`match="blocks"`: per-block gradients at each block's output."""
+
+    def setUp(self):
+        super().setUp()
+        self.model = tiny_resnet()
+        self.images = random_images(6)
+        self.q0 = ks.quantize_model(self.model, ks.QuantConfig(3, 3))
+        ks.calibrate_activations(self.q0, self.images)
+        ks.set_mode(self.q0, "hard")
+
+    def test_block_parts_are_autodiff_of_an_output_scale(self):
+        pair = HeadPair(BatchNormProbe(self.model), self.q0, blocks=True)
+        _, parts = pair.parts(self.images)
+        self.assertLen(parts, 3)
+        from keras_sagdq.graph.blocks import find_blocks
+
+        _, blocks = find_blocks(self.q0)
+        q_stream, f_stream, start = self.images, self.images, 0
+        for block in blocks[:-1]:
+            q_stream = block(q_stream)
+            with ks.quantization_off(self.q0):
+                f_stream = block(f_stream)
+            channels = q_stream.shape[-1]
+            scale = keras.Variable(np.ones(channels, "float32"))
+            for i in range(len(self.images)):
+                y_q, y_f = q_stream[i : i + 1], f_stream[i : i + 1]
+
+                def loss(y_q=y_q, y_f=y_f, scale=scale):
+                    return 0.5 * ops.sum(ops.square(scale.value * y_q - y_f))
+
+                _, (grad,) = backend.value_and_grad(loss, [scale])
+                grad = to_numpy(grad)
+                expected = grad / np.linalg.norm(grad)
+                got = to_numpy(parts[2])[i, start : start + channels]
+                self.assertAllClose(got, expected, atol=1e-4, rtol=1e-3)
+            start += channels
+        self.assertEqual(start, parts[2].shape[-1])
+        self.assertEqual(pair.widths[2], start)
+        # `__call__` (the SAM direction's path) leaves the blocks out.
+        self.assertLen(pair(self.images), 3)
+
+    def test_refinement_with_blocks_runs_and_differs(self):
+        probe = BatchNormProbe(self.model)
+        pair = HeadPair(probe, self.q0, blocks=True)
+        warmup = SynthesisTrainer(
+            probe, synthesis_config("genie", steps=3, **_QUICK), 4, *_SPACE
+        )
+        warmup.run(3, "warm-up", verbose=0)
+        earlier = pair.features(self.images[:2])
+        images = {}
+        for match in ("head", "blocks"):
+            config = synthesis_config(
+                "sadag", match=match, refine_latent_lr=0.01, **_QUICK
+            )
+            trainer = RefinementTrainer(
+                HeadPair(probe, self.q0, blocks=match == "blocks"),
+                config,
+                4,
+                *_SPACE,
+                earlier=earlier if match == "blocks" else earlier[:2],
+                seed=3,
+            )
+            trainer.set_state(warmup.state())
+            trainer.run(3, match, verbose=0)
+            for key in ("gm", "div", "cosine"):
+                self.assertTrue(np.isfinite(trainer.history.history[key][-1]), key)
+            images[match] = trainer.images()
+        self.assertGreater(np.abs(images["head"] - images["blocks"]).max(), 1e-4)
+
+    def test_unknown_match_is_named(self):
+        with self.assertRaisesRegex(ValueError, "match='all'"):
+            synthesis_config("sadag", match="all")

@@ -75,6 +75,18 @@ class SadagPipelineTest(TestCase):
                 model, method="sadag", directory=directory, **dict(_QUICK, rho=3.0)
             )
 
+    def test_block_matching_through_synthesize_and_its_saved_setting(self):
+        model = tiny_resnet()
+        directory = os.path.join(self.temp_dir(), "blocks")
+        images = ks.synthesize(
+            model, method="sadag", directory=directory, match="blocks", **_QUICK
+        )
+        self.assertEqual(images.shape, (8, 12, 12, 3))
+        self.assertTrue(np.all(np.isfinite(images)))
+        # A directory made with one matching is not resumed with the other.
+        with self.assertRaisesRegex(ValueError, "match"):
+            ks.synthesize(model, method="sadag", directory=directory, **_QUICK)
+
     def test_quant_config_required_by_sadag_only(self):
         model = tiny_resnet()
         kwargs = {k: v for k, v in _QUICK.items() if k != "quant_config"}

@@ -49,3 +49,27 @@ class BnStatisticsLossTest(TestCase):
         self.assertAllClose(input_prior_loss(x), 0.0, atol=1e-5)
         # Shifting every pixel by 2 adds 2^2 per channel, averaged over channels.
         self.assertAllClose(input_prior_loss(x + 2.0), 4.0, atol=1e-4)
+
+
+class BlockMatchingLossTest(TestCase):
+    def test_the_cosine_is_the_mean_over_head_and_blocks(self):
+        from keras_sagdq.synthesis.losses import gradient_diversity_loss
+        from keras_sagdq.synthesis.losses import gradient_matching_loss
+
+        h = np.float32([[1, 0], [0, 1]])
+        r = np.float32([[1, 0], [1, 0]])
+        # Two blocks of width 2, unit per block: sample 0's neighbor agrees
+        # on block 1 (cos 1) and is orthogonal on block 2 (cos 0); sample
+        # 1's agrees on both.
+        b = np.float32([[1, 0, 0, 1], [0, 1, 0, 1]])
+        b_neighbor = np.float32([[1, 0, 1, 0], [0, 1, 0, 1]])
+        # Head cosines: 1 for both samples (neighbors are the samples).
+        loss = gradient_matching_loss(h, r, h, r, b, b_neighbor, block_count=2)
+        # cos_0 = (1 + 1 + 0) / 3, cos_1 = (1 + 1 + 1) / 3.
+        self.assertAllClose(loss, 1.0 - (2 / 3 + 1) / 2, atol=1e-6)
+        head_only = gradient_matching_loss(h, r, h, r)
+        self.assertAllClose(head_only, 0.0, atol=1e-6)
+        # Diversity between the two samples: head cos 0 * 1 = 0; blocks:
+        # block 1 orthogonal, block 2 the same: |(0 + 0 + 1) / 3|.
+        diversity = gradient_diversity_loss(h, r, blocks=b, block_count=2)
+        self.assertAllClose(diversity, 1 / 3, atol=1e-6)

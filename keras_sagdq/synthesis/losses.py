@@ -109,14 +109,30 @@ def gradient_cosine(features, residuals, other_features, other_residuals):
     return h_cos * r_cos
 
 
-def gradient_matching_loss(features, residuals, neighbor_features, neighbor_residuals):
+def gradient_matching_loss(
+    features,
+    residuals,
+    neighbor_features,
+    neighbor_residuals,
+    blocks=None,
+    neighbor_blocks=None,
+    block_count=0,
+):
     """SADAG's `L_GM = 1 - mean_i cos(g_i, g'_i)`, samples against neighbors.
+
+    With `block_count` blocks, `cos` is the mean of `block_count + 1`
+    cosines: the head's and each block's.
 
     Args:
         features: `(B, D)` last-Dense inputs of the samples.
         residuals: `(B, K)` logit residuals of the samples.
         neighbor_features: `(B, D)` the same for each sample's neighbor.
         neighbor_residuals: `(B, K)` the same for each sample's neighbor.
+        blocks: optional `(B, S)` per-block gradients of the samples, each
+            block's part scaled to unit norm and concatenated
+            (`HeadPair(..., blocks=True)`).
+        neighbor_blocks: the same for the neighbors.
+        block_count: how many blocks `blocks` holds (0: head only).
 
     Returns:
         Scalar loss in [0, 2].
@@ -124,16 +140,30 @@ def gradient_matching_loss(features, residuals, neighbor_features, neighbor_resi
     cosines = gradient_cosine(
         features, residuals, neighbor_features, neighbor_residuals
     )
+    if block_count:
+        blocks = ops.convert_to_tensor(blocks)
+        neighbor_blocks = ops.convert_to_tensor(neighbor_blocks)
+        block_sum = ops.sum(blocks * neighbor_blocks, axis=-1)
+        cosines = (cosines + block_sum) / (1.0 + block_count)
     return 1.0 - ops.mean(cosines)
 
 
 def gradient_diversity_loss(
-    features, residuals, earlier_features=None, earlier_residuals=None, delta=0.0
+    features,
+    residuals,
+    earlier_features=None,
+    earlier_residuals=None,
+    delta=0.0,
+    blocks=None,
+    earlier_blocks=None,
+    block_count=0,
 ):
     """SADAG's `L_div = mean_i max_j [|cos(g_i, g_j)| - delta]_+`.
 
     `j` runs over the other samples of the batch, detached, and the samples
     of earlier batches (constants); a sample is not compared with itself.
+    With blocks, `cos` is the mean over the head and the blocks, as in
+    `gradient_matching_loss`.
 
     Args:
         features: `(B, D)` last-Dense inputs of the batch.
@@ -142,20 +172,35 @@ def gradient_diversity_loss(
             batches.
         earlier_residuals: optional `(M, K)` their logit residuals.
         delta: margin below which similarity costs nothing.
+        blocks: optional `(B, S)` per-block gradients (unit per block).
+        earlier_blocks: optional `(M, S)` those of earlier batches.
+        block_count: how many blocks `blocks` holds (0: head only).
 
     Returns:
         Scalar loss.
     """
     h, r = unit_rows(features), unit_rows(residuals)
     h_all, r_all = ops.stop_gradient(h), ops.stop_gradient(r)
+    b_all = None
+    if block_count:
+        blocks = ops.convert_to_tensor(blocks, h.dtype)
+        b_all = ops.stop_gradient(blocks)
     if earlier_features is not None and earlier_features.shape[0]:
         earlier_h = unit_rows(ops.convert_to_tensor(earlier_features, h.dtype))
         earlier_r = unit_rows(ops.convert_to_tensor(earlier_residuals, r.dtype))
         h_all = ops.concatenate([h_all, earlier_h], 0)
         r_all = ops.concatenate([r_all, earlier_r], 0)
-    similarity = ops.abs(
-        ops.matmul(h, ops.transpose(h_all)) * ops.matmul(r, ops.transpose(r_all))
+        if block_count:
+            earlier_b = ops.convert_to_tensor(earlier_blocks, h.dtype)
+            b_all = ops.concatenate([b_all, earlier_b], 0)
+    similarity = ops.matmul(h, ops.transpose(h_all)) * ops.matmul(
+        r, ops.transpose(r_all)
     )
+    if block_count:
+        similarity = (similarity + ops.matmul(blocks, ops.transpose(b_all))) / (
+            1.0 + block_count
+        )
+    similarity = ops.abs(similarity)
     batch = h.shape[0] if h.shape[0] is not None else ops.shape(h)[0]
     # Zero each sample's similarity with itself (the first B columns).
     self_mask = ops.pad(

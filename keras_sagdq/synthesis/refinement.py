@@ -17,12 +17,14 @@ from keras import ops
 
 from keras_sagdq import backend
 from keras_sagdq.graph import tracing
+from keras_sagdq.graph.blocks import find_blocks
 from keras_sagdq.graph.head import find_classifier_head
 from keras_sagdq.graph.head import pre_activation_logits
 from keras_sagdq.synthesis.losses import bn_statistics_loss
 from keras_sagdq.synthesis.losses import gradient_diversity_loss
 from keras_sagdq.synthesis.losses import gradient_matching_loss
 from keras_sagdq.synthesis.losses import input_prior_loss
+from keras_sagdq.synthesis.losses import unit_rows
 from keras_sagdq.synthesis.trainer import SynthesisTrainer
 
 
@@ -33,6 +35,9 @@ class HeadPair:
         probe: `BatchNormProbe` of the float model (no swing shifts).
         qmodel: the warm-up quantized model `q0`, in the mode it is used
             in (hard rounding, activation quantizers on).
+        blocks: also compute, per block of `q0` but the last, the
+            per-sample gradient of the block's reconstruction loss with
+            respect to a per-channel scale of its output (`match="blocks"`).
 
     Raises:
         ValueError: if either model's output is not a Dense layer.
@@ -44,19 +49,23 @@ class HeadPair:
     >>> bn_inputs, features, residuals = pair(images)
     """
 
-    def __init__(self, probe, qmodel):
+    def __init__(self, probe, qmodel, blocks=False):
         self.probe = probe
         self.f_head = find_classifier_head(probe.graph, probe.model.name)
         self.q_graph = tracing.trace(qmodel)
         self.q_head = find_classifier_head(self.q_graph, qmodel.name)
+        self.block_ids = []
+        if blocks:
+            _, found = find_blocks(qmodel)
+            self.block_ids = [block.output_id for block in found[:-1]]
         shape = tuple(probe.model.inputs[0].shape[1:])
-        _, features, residuals = self(np.zeros((2, *shape), "float32"))
-        # Widths of `h` and `r`, for buffers of either.
-        self.widths = (features.shape[-1], residuals.shape[-1])
-        if len(features.shape) != 2:
+        _, parts = self.parts(np.zeros((2, *shape), "float32"))
+        # Widths of `h`, `r` (and the blocks' part), for buffers of each.
+        self.widths = tuple(part.shape[-1] for part in parts)
+        if len(parts[0].shape) != 2:
             raise ValueError(
                 f"The last Dense layer {self.f_head.layer.name!r} of model "
-                f"{probe.model.name!r} has a rank-{len(features.shape)} input; "
+                f"{probe.model.name!r} has a rank-{len(parts[0].shape)} input; "
                 "SADAG needs a flat (batch, features) input there. Add a Flatten "
                 "or a pooling layer before it."
             )
@@ -67,22 +76,67 @@ class HeadPair:
         `h` is the input of `q0`'s last Dense as `q0` computes it, `r` the
         pre-activation logits of the float model minus those of `q0`.
         """
+        bn_inputs, parts = self.parts(images, blocks=False)
+        return bn_inputs, parts[0], parts[1]
+
+    def parts(self, images, blocks=True):
+        """`(BatchNorm inputs, [h, r])`, or `[h, r, b]` with blocks.
+
+        `b` concatenates, per block, `mean_p y_q * (y_q - y_f)` over the
+        positions `p` of the block's output (the gradient of
+        `0.5 * ||s * y_q - y_f||^2` with respect to a per-channel scale `s`
+        at 1, up to the positions' count), scaled to unit norm per block;
+        `y_q` is the block's output in `q0`, `y_f` in `q0` run in float
+        mode (the float model with BatchNorm folded). `blocks=False` leaves
+        `b` out.
+        """
+        block_ids = self.block_ids if blocks else []
         _, bn_inputs, (f_features,) = self.probe.run(images, [self.f_head.input_ids[0]])
-        _, (q_features,) = tracing.tap(self.q_graph, images, [self.q_head.input_ids[0]])
+        _, q_taps = tracing.tap(
+            self.q_graph, images, [self.q_head.input_ids[0], *block_ids]
+        )
+        q_features = q_taps[0]
         residuals = pre_activation_logits(
             self.f_head.layer, f_features
         ) - pre_activation_logits(self.q_head.layer, q_features)
-        return bn_inputs, q_features, residuals
+        if not block_ids:
+            return bn_inputs, [q_features, residuals]
+        _, f_taps = tracing.tap(self.q_graph, images, block_ids, call=_float_call)
+        parts = []
+        for y_q, y_f in zip(q_taps[1:], f_taps):
+            channels = y_q.shape[-1]
+            y_q = ops.reshape(y_q, (ops.shape(y_q)[0], -1, channels))
+            y_f = ops.reshape(y_f, (ops.shape(y_f)[0], -1, channels))
+            parts.append(unit_rows(ops.mean(y_q * (y_q - y_f), axis=1)))
+        return bn_inputs, [q_features, residuals, ops.concatenate(parts, axis=-1)]
 
     def features(self, images, batch_size=256):
-        """`(h, r)` of `images` as numpy arrays (for the diversity memory)."""
+        """`(h, r)` (and `b` with blocks) of `images` as numpy arrays.
+
+        For the diversity memory.
+        """
         parts = [
-            self(images[i : i + batch_size])[1:]
+            self.parts(images[i : i + batch_size])[1]
             for i in range(0, len(images), batch_size)
         ]
         return tuple(
-            np.concatenate([ops.convert_to_numpy(p[k]) for p in parts]) for k in (0, 1)
+            np.concatenate([ops.convert_to_numpy(p[k]) for p in parts])
+            for k in range(len(parts[0]))
         )
+
+
+def _float_call(step, args, kwargs):
+    # A quantizer layer runs in float mode for this call only: mode is
+    # Python state, read when the layer is called (also while tracing).
+    layer = step.layer
+    mode = getattr(layer, "mode", None)
+    if mode is None:
+        return layer(*args, **kwargs)
+    layer.mode = "float"
+    try:
+        return layer(*args, **kwargs)
+    finally:
+        layer.mode = mode
 
 
 class RefinementTrainer(SynthesisTrainer):
@@ -157,7 +211,7 @@ class RefinementTrainer(SynthesisTrainer):
             shapes = [(size, int(width)) for width in pair.widths]
             self._earlier = tuple(
                 keras.Variable(np.zeros(shape, "float32"), trainable=False, name=name)
-                for shape, name in zip(shapes, ("earlier_h", "earlier_r"))
+                for shape, name in zip(shapes, ("earlier_h", "earlier_r", "earlier_b"))
             )
         self.set_earlier(earlier)
         self._direction = keras.Variable(
@@ -246,17 +300,34 @@ class RefinementTrainer(SynthesisTrainer):
             standardized = self.generator(codes, training=True)
             images = self._to_input_space(standardized)
             neighbors = self._images_of(codes + offset)
-            bn_inputs, h, r = self._pair(ops.concatenate([images, neighbors], 0))
+            bn_inputs, g = self._pair.parts(ops.concatenate([images, neighbors], 0))
             parts["bn"] = bn_statistics_loss(
                 [a[:size] for a in bn_inputs], self._means, self._stds
             )
             parts["prior"] = input_prior_loss(standardized)
-            parts["gm"] = gradient_matching_loss(h[:size], r[:size], h[size:], r[size:])
-            earlier = (None, None)
+            count = len(self._pair.block_ids)
+            b = g[2] if count else None
+            parts["gm"] = gradient_matching_loss(
+                g[0][:size],
+                g[1][:size],
+                g[0][size:],
+                g[1][size:],
+                blocks=None if b is None else b[:size],
+                neighbor_blocks=None if b is None else b[size:],
+                block_count=count,
+            )
+            earlier = (None, None, None)
             if self._earlier is not None:
-                earlier = tuple(v.value for v in self._earlier)
+                earlier = tuple(v.value for v in self._earlier) + (None,)
             parts["div"] = gradient_diversity_loss(
-                h[:size], r[:size], earlier[0], earlier[1], delta=c.delta
+                g[0][:size],
+                g[1][:size],
+                earlier[0],
+                earlier[1],
+                delta=c.delta,
+                blocks=None if b is None else b[:size],
+                earlier_blocks=earlier[2],
+                block_count=count,
             )
             return (
                 parts["bn"]

@@ -120,7 +120,7 @@ def refine_batches(
         FloatingPointError: if refinement produces non-finite images.
     """
     model = probe.model
-    pair = HeadPair(probe, q0)
+    pair = HeadPair(probe, q0, blocks=config.match == "blocks")
     image_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
     batches, earlier = [], []
 
@@ -143,7 +143,10 @@ def refine_batches(
                 print(f"SADAG refinement, batch {index + 1}/{len(sizes)}")
             memory = None
             if earlier:
-                memory = tuple(np.concatenate([e[k] for e in earlier]) for k in (0, 1))
+                memory = tuple(
+                    np.concatenate([e[k] for e in earlier])
+                    for k in range(len(earlier[0]))
+                )
             trainer = trainers.get(size, seeds[index])
             trainer.set_state(warmup_states(index))
             trainer.set_earlier(memory)

@@ -85,6 +85,13 @@ class SynthesisConfig:
             model disagrees most with the float one) or `"random"`.
         neighbor_every: recompute the neighbor direction every this many
             steps (1: every step; larger saves a differentiation).
+        match: which per-sample gradients the matching and diversity
+            losses compare: `"head"` (the paper's, the last Dense kernel)
+            or `"blocks"` (beyond the paper: also, for every block but the
+            last, the gradient of its reconstruction loss with respect to a
+            per-channel scale of its output, which is what its last
+            layer's weight steps see; the cosine is then the mean over the
+            head and the blocks).
         warmup_reconstruction_steps: block reconstruction steps per block
             of the warm-up quantized model.
         jit_compile: compile each synthesis and refinement step (XLA on
@@ -129,6 +136,7 @@ class SynthesisConfig:
     delta: float = 0.0
     neighbor: str = "sam"
     neighbor_every: int = 1
+    match: str = "head"
     warmup_reconstruction_steps: int = 4000
     jit_compile: bool = False
 
@@ -177,12 +185,17 @@ class SynthesisConfig:
                 f"`neighbor` must be one of {NEIGHBORS}. Received: "
                 f"neighbor={self.neighbor!r}"
             )
+        if self.match not in MATCHES:
+            raise ValueError(
+                f"`match` must be one of {MATCHES}. Received: match={self.match!r}"
+            )
 
 
 NEIGHBORS = ("sam", "random")
+MATCHES = ("head", "blocks")
 # Fields added after directories were first saved: left out of the saved
 # settings at their default, so those directories stay valid.
-_LATER_FIELDS = {"generator_channels": 128}
+_LATER_FIELDS = {"generator_channels": 128, "match": "head"}
 # How a run computes, not what it makes: never part of the saved settings.
 _RUN_FIELDS = ("jit_compile",)
 
@@ -210,6 +223,7 @@ SADAG_FIELDS = (
     "delta",
     "neighbor",
     "neighbor_every",
+    "match",
     "warmup_reconstruction_steps",
 )
 
