@@ -22,7 +22,11 @@ and refinement as measured in this run). For each arm:
   training images (KL, logit MSE, agreement) and test top-1.
 
 Rows go to `benchmarks/results_sadag_mechanism.json` as each arm finishes,
-with the resolved configs and seconds.
+with the resolved configs and seconds. `synthesis_seconds` is wall time end
+to end (an ablation's includes the warm-up and `q0` it loads, as the `sadag`
+arm made them), except the `genie` arm's: the time of its fits inside the
+`sadag` call, per-batch set-up left out. `python benchmarks/tables.py`
+writes the table in docs/sadag.md (`mechanism_table.py`).
 """
 
 import dataclasses

@@ -10,7 +10,8 @@ row showing its commit: docs/benchmarks.md (`results`, `export`, `zoo` by
 `sabotage` by `accuracy_tier.py` and `sabotage_tier.py`), README.md
 (`main_job` by `scripts/time_main_job.sh`), docs/deployment.md
 (`phone` by `phone_networks.py`) and docs/sadag.md (`sadag`, `sadag_heldout`
-by `sadag_table.py`). `tests/test_doc_tables.py` runs the check.
+by `sadag_table.py`; `sadag_mechanism` by `mechanism_table.py`).
+`tests/test_doc_tables.py` runs the check.
 """
 
 import glob
@@ -128,6 +129,7 @@ def sections():
     """`{(doc path, section name): markdown lines}` for every generated table."""
     # Imported here: they load the library (seconds).
     import harness
+    import mechanism_table
     import sadag_table
     import zero_shot_gap
     from provenance import commit_time
@@ -161,6 +163,9 @@ def sections():
     ).splitlines()
     sadag_md = os.path.join(_ROOT, "docs", "sadag.md")
     result[(sadag_md, "sadag")] = sadag_table.table(_rows("results_sadag.json"))
+    result[(sadag_md, "sadag_mechanism")] = mechanism_table.table(
+        _rows("results_sadag_mechanism.json")
+    )
     result[(sadag_md, "sadag_heldout")] = sadag_table.table(
         _rows("results_sadag_heldout.json"), ("val_top1", "top1")
     )
