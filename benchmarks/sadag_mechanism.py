@@ -82,7 +82,9 @@ _RECONSTRUCTION_STEPS = flags.DEFINE_integer(
     "reconstruction_steps", None, "Override the fast profile's steps per block."
 )
 _WORKDIR = flags.DEFINE_string(
-    "workdir", os.path.join(_ROOT, "benchmarks", "mechanism"), "Synthesized images."
+    "workdir",
+    os.path.join(_ROOT, "benchmarks", "mechanism"),
+    "Synthesized images, in a folder per library commit.",
 )
 _RESULTS = flags.DEFINE_string(
     "results",
@@ -210,15 +212,31 @@ def _sadag_timing(base, genie_dir, seconds, logs):
         return json.load(f)
 
 
+def _done(model_name, setting, seed):
+    """Arms with a row of this commit (a rerun after a stop skips them)."""
+    if not os.path.exists(_RESULTS.value):
+        return set()
+    with open(_RESULTS.value) as f:
+        rows = json.load(f)
+    return {
+        r["arm"]
+        for r in rows
+        if (r["model"], r["bits"], r["seed"], r["commit"])
+        == (model_name, setting, seed, git_commit())
+    }
+
+
 def run(model_name, setting, seed, train, test):
     model = load_shipped_model(model_name)
     train = (shipped_model_input(train[0], model_name), train[1])
     test = (shipped_model_input(test[0], model_name), test[1])
     real = train[0][: _REAL.value]
     quant_config = ks.QuantConfig(*BITS[setting])
-    # One GENIE warm-up per model and seed, shared by the bit settings.
-    genie_dir = os.path.join(_WORKDIR.value, f"{model_name}_seed{seed}", "genie")
-    base = os.path.join(_WORKDIR.value, f"{model_name}_seed{seed}", setting)
+    # One GENIE warm-up per model and seed, shared by the bit settings;
+    # images of other code are never reused.
+    root = os.path.join(_WORKDIR.value, git_commit(), f"{model_name}_seed{seed}")
+    genie_dir = os.path.join(root, "genie")
+    base = os.path.join(root, setting)
     options = _options()
     # SADAG first: its call makes the GENIE warm-up (with the generator
     # states refinement continues from), `q0` and the refinement, and its
@@ -228,7 +246,13 @@ def run(model_name, setting, seed, train, test):
     if "sadag" not in arms:
         raise ValueError(f"Every arm needs the `sadag` arm's warm-up. Received: {arms}")
     start_model, q0, timing = None, None, {}
+    done = _done(model_name, setting, seed)
     for arm in arms:
+        if arm in done and arm != "sadag":
+            print(
+                f"{model_name} {setting} seed {seed} {arm}: row of this commit exists"
+            )
+            continue
         arm_options = dict(options)
         logs = None
         if arm == "genie":
@@ -265,6 +289,8 @@ def run(model_name, setting, seed, train, test):
             )
         else:
             raise ValueError(f"Unknown arm {arm!r}; one of {_ARMS.default}.")
+        if arm in done:  # `sadag`, loaded for its warm-up, `q0` and timing
+            continue
         if start_model is None:
             warmup, _, _ = _synthesize(model, "genie", genie_dir, seed, **options)
             start_model = ks.quantize_model(model, quant_config)
