@@ -79,7 +79,11 @@ def table(rows):
     ]
     groups = {}
     for r in rows:
-        groups.setdefault((r["model"], r["bits"]), []).append(r)
+        options = ", ".join(
+            f"{k}={v}" for k, v in sorted(r.get("synthesis_options", {}).items())
+        )
+        bits = r["bits"] + (f" ({options})" if options else "")
+        groups.setdefault((r["model"], bits), []).append(r)
     for (model, bits), group in sorted(groups.items()):
         commit = max((r["commit"] for r in group), key=commit_time)
         group = [r for r in group if r["commit"] == commit]

@@ -218,11 +218,13 @@ def _done(model_name, setting, seed):
         return set()
     with open(_RESULTS.value) as f:
         rows = json.load(f)
+    options = _options()
     return {
         r["arm"]
         for r in rows
         if (r["model"], r["bits"], r["seed"], r["commit"])
         == (model_name, setting, seed, git_commit())
+        and r.get("synthesis_options", {}) == options
     }
 
 
@@ -234,7 +236,8 @@ def run(model_name, setting, seed, train, test):
     quant_config = ks.QuantConfig(*BITS[setting])
     # One GENIE warm-up per model and seed, shared by the bit settings;
     # images of other code are never reused.
-    root = os.path.join(_WORKDIR.value, git_commit(), f"{model_name}_seed{seed}")
+    label = "".join(f"_{k}-{v}" for k, v in sorted(_options().items()))
+    root = os.path.join(_WORKDIR.value, git_commit(), f"{model_name}_seed{seed}{label}")
     genie_dir = os.path.join(root, "genie")
     base = os.path.join(root, setting)
     options = _options()
@@ -312,6 +315,7 @@ def run(model_name, setting, seed, train, test):
             backend=keras.backend.backend(),
             num_samples=_NUM_SAMPLES.value,
             real_images=len(real),
+            synthesis_options=options,
             synthesis_seconds=seconds,
             mechanism=mechanism,
             refinement=None if logs is None else logs.summary(),
@@ -331,7 +335,13 @@ def run(model_name, setting, seed, train, test):
             row.update(calibrated)
         print(json.dumps({k: row[k] for k in ("model", "bits", "seed", "arm")}))
         print(json.dumps(mechanism["q0"]["mean"]), mechanism["q0"]["head"], flush=True)
-        save_row(_RESULTS.value, row, ("model", "bits", "seed", "arm"))
+        save_row(
+            _RESULTS.value,
+            row,
+            lambda r: json.dumps(
+                [r["model"], r["bits"], r["seed"], r["arm"], r.get("synthesis_options")]
+            ),
+        )
 
 
 def main(argv):
