@@ -29,6 +29,8 @@ from keras_sagdq.graph.blocks import find_blocks
 from keras_sagdq.layers import activation_quantizers
 from keras_sagdq.layers import set_layer_modes
 from keras_sagdq.layers import weight_layers
+from keras_sagdq.reconstruction import learned_variables
+from keras_sagdq.reconstruction import run_block
 
 GROUPS = ("weight_steps", "activation_steps", "rounding")
 
@@ -86,7 +88,7 @@ def block_gradients(qmodel, images, batch_size=128):
                 (layer, layer.mode) for layer in layers if layer in block.layers
             ]
             set_layer_modes(block.layers, "float")
-            target = _run(block, fp_stream, batch_size)
+            target = run_block(block, fp_stream, batch_size)
             set_layer_modes(block.layers, "soft")
             result.append(
                 {
@@ -96,7 +98,7 @@ def block_gradients(qmodel, images, batch_size=128):
             )
             for layer, mode in block_modes:
                 layer.mode = mode
-            q_stream = _run(block, q_stream, batch_size)
+            q_stream = run_block(block, q_stream, batch_size)
             fp_stream = target
     finally:
         for layer, mode in zip(layers, modes):
@@ -105,13 +107,7 @@ def block_gradients(qmodel, images, batch_size=128):
 
 
 def _groups(block):
-    return {
-        "weight_steps": [layer.weight_step for layer in block.weight_layers],
-        "activation_steps": [
-            q.step for q in block.activation_quantizers if q.trainable
-        ],
-        "rounding": [layer.rounding_logits for layer in block.weight_layers],
-    }
+    return dict(zip(GROUPS, learned_variables(block)))
 
 
 def _mean_gradients(block, inputs, target, batch_size):
@@ -152,17 +148,6 @@ def _pad(array, size):
     if len(array) == size:
         return array
     return np.concatenate([array, np.repeat(array[:1], size - len(array), axis=0)])
-
-
-def _run(block, inputs, batch_size):
-    return np.concatenate(
-        [
-            ops.convert_to_numpy(
-                block(ops.convert_to_tensor(inputs[i : i + batch_size]))
-            )
-            for i in range(0, len(inputs), batch_size)
-        ]
-    )
 
 
 def cosine(a, b):

@@ -201,7 +201,7 @@ def reconstruct(
     histories = []
     for index, block in enumerate(blocks):
         _set_block_mode(block, "float", qdrop=0.0)
-        target = _run_block(block, fp_stream, config.batch_size * 8)
+        target = run_block(block, fp_stream, config.batch_size * 8)
         if index >= finished:
             if verbose:
                 print(f"Block {index + 1}/{len(blocks)}: {block.name}")
@@ -222,7 +222,7 @@ def reconstruct(
         share_grids(qmodel)
         if progress and index >= finished:
             progress.save(qmodel, index + 1)
-        q_stream = _run_block(block, q_stream, config.batch_size * 8)
+        q_stream = run_block(block, q_stream, config.batch_size * 8)
         fp_stream = target
     set_mode(qmodel, "hard")
     if input_quantizer(qmodel) is not None:  # built for an integer runtime
@@ -311,11 +311,7 @@ class BlockTrainer(keras.Model):
         self._block = block
         self._config = config
         self._weight_layers = block.weight_layers
-        self._groups = [
-            [layer.weight_step for layer in self._weight_layers],
-            [q.step for q in block.activation_quantizers if q.trainable],
-            [layer.rounding_logits for layer in self._weight_layers],
-        ]
+        self._groups = learned_variables(block)
         schedule = keras.optimizers.schedules.CosineDecay(
             config.activation_step_lr, config.steps
         )
@@ -454,7 +450,20 @@ def _set_block_mode(block, mode, qdrop):
         quantizer.qdrop_probability = qdrop
 
 
-def _run_block(block, inputs, batch_size):
+def learned_variables(block):
+    """What reconstruction learns in `block`, as three lists of variables.
+
+    `[weight steps, trainable activation steps, rounding logits]`.
+    """
+    return [
+        [layer.weight_step for layer in block.weight_layers],
+        [q.step for q in block.activation_quantizers if q.trainable],
+        [layer.rounding_logits for layer in block.weight_layers],
+    ]
+
+
+def run_block(block, inputs, batch_size):
+    """`block` on numpy `inputs`, `batch_size` at a time; numpy outputs."""
     outputs = []
     for start in range(0, len(inputs), batch_size):
         y = block(ops.convert_to_tensor(inputs[start : start + batch_size]))

@@ -20,6 +20,7 @@ from keras_sagdq.graph import tracing
 from keras_sagdq.graph.blocks import find_blocks
 from keras_sagdq.graph.head import find_classifier_head
 from keras_sagdq.graph.head import pre_activation_logits
+from keras_sagdq.layers import quantization_off
 from keras_sagdq.synthesis.losses import bn_statistics_loss
 from keras_sagdq.synthesis.losses import gradient_diversity_loss
 from keras_sagdq.synthesis.losses import gradient_matching_loss
@@ -55,6 +56,7 @@ class HeadPair:
         self.q_graph = tracing.trace(qmodel)
         self.q_head = find_classifier_head(self.q_graph, qmodel.name)
         self.block_ids = []
+        self._qmodel = qmodel
         if blocks:
             _, found = find_blocks(qmodel)
             self.block_ids = [block.output_id for block in found[:-1]]
@@ -101,7 +103,10 @@ class HeadPair:
         ) - pre_activation_logits(self.q_head.layer, q_features)
         if not block_ids:
             return bn_inputs, [q_features, residuals]
-        _, f_taps = tracing.tap(self.q_graph, images, block_ids, call=_float_call)
+        # Modes are Python state read when a layer is called, so this holds
+        # inside a traced step too.
+        with quantization_off(self._qmodel):
+            _, f_taps = tracing.tap(self.q_graph, images, block_ids)
         parts = []
         for y_q, y_f in zip(q_taps[1:], f_taps):
             channels = y_q.shape[-1]
@@ -123,20 +128,6 @@ class HeadPair:
             np.concatenate([ops.convert_to_numpy(p[k]) for p in parts])
             for k in range(len(parts[0]))
         )
-
-
-def _float_call(step, args, kwargs):
-    # A quantizer layer runs in float mode for this call only: mode is
-    # Python state, read when the layer is called (also while tracing).
-    layer = step.layer
-    mode = getattr(layer, "mode", None)
-    if mode is None:
-        return layer(*args, **kwargs)
-    layer.mode = "float"
-    try:
-        return layer(*args, **kwargs)
-    finally:
-        layer.mode = mode
 
 
 class RefinementTrainer(SynthesisTrainer):
